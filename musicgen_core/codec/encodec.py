@@ -1,0 +1,117 @@
+"""The audio tokenizer: EnCodec (Défossez et al. 2022, "High Fidelity Neural Audio Compression").
+
+SEANet encoder -> residual vector quantiser -> SEANet decoder. MusicGen's 32 kHz model: hop 640 (50 frames/s),
+K = 4 codebooks of 2048 entries, no input renormalisation, non-causal convolutions.
+
+State-dict layout (identical to transformers' `EncodecModel` minus `codebook.`):
+`encoder.layers.{N}...`, `decoder.layers.{N}...` (see `seanet.py`), `quantizer.layers.{k}.{embed, embed_avg,
+cluster_size, inited}`. `from_hf_state_dict` / `from_audiocraft_state_dict` rename the two official layouts into it.
+"""
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..configs import CodecConfig
+from .quantizer import ResidualVectorQuantizer
+from .seanet import SEANetDecoder, SEANetEncoder, remove_weight_norm
+
+
+class CodecOutput(NamedTuple):
+    wav: torch.Tensor  # [B, C, T] reconstruction, trimmed to the input length
+    codes: torch.Tensor  # [B, K, F]
+    penalty: torch.Tensor  # commitment loss (scalar)
+
+
+class Codec(nn.Module):
+    """EnCodec-style codec: `encode(wav [B, C, T]) -> codes [B, K, F]`, `decode(codes) -> wav [B, C, F * hop]`,
+    with F = ceil(T / hop)."""
+
+    def __init__(self, cfg: CodecConfig = CodecConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = SEANetEncoder(cfg)
+        self.decoder = SEANetDecoder(cfg)
+        self.quantizer = ResidualVectorQuantizer(cfg.dimension, cfg.n_q, cfg.bins)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.cfg.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.cfg.channels
+
+    @property
+    def hop_length(self) -> int:
+        return self.cfg.hop_length
+
+    @property
+    def frame_rate(self) -> int:
+        return self.cfg.frame_rate
+
+    @property
+    def n_q(self) -> int:
+        return self.cfg.n_q
+
+    @property
+    def cardinality(self) -> int:
+        return self.cfg.bins
+
+    def _check_wav(self, wav: torch.Tensor) -> None:
+        if wav.dim() != 3 or wav.shape[1] != self.channels:
+            raise ValueError(f"expected wav [B, {self.channels}, T], got {tuple(wav.shape)}")
+
+    def encode(self, wav: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
+        """wav [B, C, T] at `sample_rate` -> codes [B, K, ceil(T / hop)] (int64); K = n_q or all codebooks."""
+        self._check_wav(wav)
+        return self.quantizer.encode(self.encoder(wav), n_q)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, K, F] -> wav [B, C, F * hop]. Not trimmed: slice to the wanted length yourself."""
+        return self.decoder(self.quantizer.decode(codes))
+
+    def forward(self, wav: torch.Tensor, n_q: int | None = None) -> CodecOutput:
+        """Training pass: reconstruct wav [B, C, T] through the quantiser (EMA codebooks update in train mode)."""
+        self._check_wav(wav)
+        quantized, codes, penalty = self.quantizer(self.encoder(wav), n_q)
+        return CodecOutput(self.decoder(quantized)[..., : wav.shape[-1]], codes, penalty)
+
+    def remove_weight_norm(self) -> "Codec":
+        """Fold weight norm into plain conv weights for inference (outputs unchanged). Load weights first."""
+        remove_weight_norm(self)
+        return self
+
+
+def from_hf_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """transformers `EncodecModel` keys (the `audio_encoder.` sub-dict, prefix removed) -> ours.
+
+    Drops `codebook.` and renames legacy `weight_g` / `weight_v` to `parametrizations.weight.original0/1`.
+    """
+    out = {}
+    for key, value in sd.items():
+        key = key.replace(".codebook.", ".")
+        key = re.sub(r"\.weight_g$", ".parametrizations.weight.original0", key)
+        key = re.sub(r"\.weight_v$", ".parametrizations.weight.original1", key)
+        out[key] = value
+    return out
+
+
+_AUDIOCRAFT_RENAMES = (
+    (r"^(encoder|decoder)\.model\.", r"\1.layers."),
+    (r"\.(conv\.conv|convtr\.convtr)\.", ".conv."),
+    (r"^quantizer\.vq\.layers\.(\d+)\._codebook\.", r"quantizer.layers.\1."),
+)
+
+
+def from_audiocraft_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """audiocraft `CompressionModel` keys (`compression_state_dict.bin`'s "best_state") -> ours."""
+    out = {}
+    for key, value in sd.items():
+        for pattern, repl in _AUDIOCRAFT_RENAMES:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return from_hf_state_dict(out)

@@ -1,0 +1,161 @@
+"""SEANet encoder / decoder of EnCodec (Défossez et al. 2022), after audiocraft's `modules/seanet.py` and `conv.py`.
+
+Module names reproduce transformers' `EncodecModel` state-dict layout (`encoder.layers.{N}.conv.parametrizations.
+weight.original0/1`, `...block.{1,3}.conv...`, `...lstm.weight_ih_l0`), with the layer indices of audiocraft's
+`model.{N}` (parameter-free ELUs take indices too), so official weights load by key renames only.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
+
+from ..configs import CodecConfig
+
+
+def extra_padding_for_conv1d(length: int, kernel_size: int, stride: int, padding_total: int) -> int:
+    """Right padding that makes the last window of a strided conv full, so frames = ceil(length / stride)."""
+    n_frames = -((kernel_size - padding_total - length) // stride)  # ceil((length - k + padding_total) / stride)
+    ideal_length = n_frames * stride + (kernel_size - padding_total)
+    return ideal_length - length
+
+
+def pad1d(x: torch.Tensor, paddings: tuple[int, int], mode: str = "constant") -> torch.Tensor:
+    """`F.pad` on the last dim; in reflect mode an input shorter than the padding is zero-extended first."""
+    if mode != "reflect":
+        return F.pad(x, paddings, mode)
+    length = x.shape[-1]
+    extra = max(0, max(paddings) - length + 1)
+    padded = F.pad(F.pad(x, (0, extra)), paddings, mode)
+    return padded[..., : padded.shape[-1] - extra]
+
+
+class SConv1d(nn.Module):
+    """Weight-normed Conv1d padded so that frames = ceil(T / stride) (causal: all fixed padding on the left)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, dilation: int = 1,
+                 causal: bool = False, pad_mode: str = "constant"):
+        super().__init__()
+        self.conv = weight_norm(nn.Conv1d(in_ch, out_ch, kernel_size, stride, dilation=dilation))
+        self.causal, self.pad_mode = causal, pad_mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C_in, T] -> [B, C_out, ceil(T / stride)]
+        stride = self.conv.stride[0]
+        kernel_size = (self.conv.kernel_size[0] - 1) * self.conv.dilation[0] + 1
+        padding_total = kernel_size - stride
+        extra = extra_padding_for_conv1d(x.shape[-1], kernel_size, stride, padding_total)
+        if self.causal:
+            return self.conv(pad1d(x, (padding_total, extra), self.pad_mode))
+        right = padding_total // 2
+        return self.conv(pad1d(x, (padding_total - right, right + extra), self.pad_mode))
+
+
+class SConvTranspose1d(nn.Module):
+    """Weight-normed ConvTranspose1d trimmed to exactly T * stride outputs (causal: trimmed on the right)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, causal: bool = False):
+        super().__init__()
+        self.conv = weight_norm(nn.ConvTranspose1d(in_ch, out_ch, kernel_size, stride))
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C_in, T] -> [B, C_out, T * stride]
+        padding_total = self.conv.kernel_size[0] - self.conv.stride[0]
+        right = padding_total if self.causal else padding_total // 2
+        y = self.conv(x)
+        return y[..., padding_total - right: y.shape[-1] - right]
+
+
+class SLSTM(nn.Module):
+    """Multi-layer LSTM over time on a conv layout, with a skip connection."""
+
+    def __init__(self, dim: int, num_layers: int):
+        super().__init__()
+        self.lstm = nn.LSTM(dim, dim, num_layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, T] -> [B, C, T]
+        x = x.permute(2, 0, 1)  # [T, B, C]
+        return (self.lstm(x)[0] + x).permute(1, 2, 0)
+
+
+class ResBlock(nn.Module):
+    """SEANet residual block: ELU, conv k(dim -> dim/compress), ELU, conv 1 (back to dim), plus a skip."""
+
+    def __init__(self, cfg: CodecConfig, dim: int, dilation: int):
+        super().__init__()
+        hidden = dim // cfg.compress
+        conv = dict(causal=cfg.causal, pad_mode=cfg.pad_mode)
+        self.block = nn.ModuleList([
+            nn.ELU(), SConv1d(dim, hidden, cfg.residual_kernel_size, dilation=dilation, **conv),
+            nn.ELU(), SConv1d(hidden, dim, 1, **conv),
+        ])
+        self.shortcut = nn.Identity() if cfg.true_skip else SConv1d(dim, dim, 1, **conv)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        for layer in self.block:
+            y = layer(y)
+        return self.shortcut(x) + y
+
+
+def _res_blocks(cfg: CodecConfig, dim: int) -> list[nn.Module]:
+    return [ResBlock(cfg, dim, cfg.dilation_base ** j) for j in range(cfg.n_residual_layers)]
+
+
+def _lstm(cfg: CodecConfig, dim: int) -> list[nn.Module]:
+    return [SLSTM(dim, cfg.lstm_layers)] if cfg.lstm_layers else []
+
+
+class SEANetEncoder(nn.Module):
+    """Waveform [B, channels, T] -> latent [B, dimension, ceil(T / hop)]; downsamples by reversed(cfg.ratios)."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        conv = dict(causal=cfg.causal, pad_mode=cfg.pad_mode)
+        dim = cfg.n_filters
+        layers = [SConv1d(cfg.channels, dim, cfg.kernel_size, **conv)]
+        for ratio in reversed(cfg.ratios):
+            layers += _res_blocks(cfg, dim)
+            layers += [nn.ELU(), SConv1d(dim, 2 * dim, 2 * ratio, stride=ratio, **conv)]
+            dim *= 2
+        layers += _lstm(cfg, dim)
+        layers += [nn.ELU(), SConv1d(dim, cfg.dimension, cfg.last_kernel_size, **conv)]
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class SEANetDecoder(nn.Module):
+    """Latent [B, dimension, F] -> waveform [B, channels, F * hop]; upsamples by cfg.ratios. No final activation."""
+
+    def __init__(self, cfg: CodecConfig):
+        super().__init__()
+        conv = dict(causal=cfg.causal, pad_mode=cfg.pad_mode)
+        dim = cfg.n_filters * 2 ** len(cfg.ratios)
+        layers = [SConv1d(cfg.dimension, dim, cfg.kernel_size, **conv)]
+        layers += _lstm(cfg, dim)
+        for ratio in cfg.ratios:
+            layers += [nn.ELU(), SConvTranspose1d(dim, dim // 2, 2 * ratio, stride=ratio, causal=cfg.causal)]
+            dim //= 2
+            layers += _res_blocks(cfg, dim)
+        layers += [nn.ELU(), SConv1d(dim, cfg.channels, cfg.last_kernel_size, **conv)]
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def remove_weight_norm(module: nn.Module) -> nn.Module:
+    """Fold every weight-norm parametrization into a plain `weight` (identical outputs, faster inference).
+
+    Keys change from `conv.parametrizations.weight.original0/1` to `conv.weight`; load checkpoints before folding.
+    """
+    for m in [m for m in module.modules() if parametrize.is_parametrized(m, "weight")]:
+        parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    return module

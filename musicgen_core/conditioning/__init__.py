@@ -1,0 +1,1 @@
+"""Conditioning: text encoders and the melody chromagram."""

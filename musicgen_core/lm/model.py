@@ -1,0 +1,108 @@
+"""MusicLM: K summed codebook embeddings -> transformer -> K output heads (MusicGen §2.2-2.3).
+
+Conditioning enters either through cross-attention (text models) or as a prefix prepended to the token embeddings
+(melody models: `[chroma | text | audio]`, MusicGen §3.2). `condition()` turns encoder outputs into a `Context` once
+per request; `forward()` then runs a full sequence (training, prefill) or one cached step (decoding).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..configs import LMConfig
+from ..conditioning.chroma import fit_chroma_length
+from .transformer import Block, KVCache, sinusoidal_embedding
+
+
+@dataclass
+class Context:
+    """Per-request conditioning, computed once: cross-attention K/V per layer, or a prefix of embeddings."""
+
+    cross_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    cross_mask: torch.Tensor | None = None  # [B, 1, 1, L] bool, True = attend
+    prefix: torch.Tensor | None = None  # [B, P, D]
+
+    @property
+    def prefix_len(self) -> int:
+        return 0 if self.prefix is None else self.prefix.shape[1]
+
+
+class MusicLM(nn.Module):
+    def __init__(self, cfg: LMConfig):
+        super().__init__()
+        self.cfg = cfg
+        K, D = cfg.n_q, cfg.dim
+        self.emb = nn.Parameter(torch.empty(K, cfg.card + 1, D))  # row `card` is the special token
+        self.text_proj = nn.Linear(cfg.cond_dim, D) if cfg.cond_dim != D else nn.Identity()
+        if cfg.chroma:
+            self.chroma_proj = nn.Linear(cfg.n_chroma, D) if cfg.n_chroma != D else nn.Identity()
+        self.layers = nn.ModuleList(Block(D, cfg.num_heads, cfg.ffn_dim, cfg.cross_attention)
+                                    for _ in range(cfg.num_layers))
+        self.out_norm = nn.LayerNorm(D)
+        self.heads = nn.Parameter(torch.empty(K, cfg.card, D))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self):
+        """audiocraft's init: truncated normal, std 1/sqrt(fan_in), scaled by 1/sqrt(2(l+1)) in layer l."""
+        def init(w, std):
+            nn.init.trunc_normal_(w, std=std, a=-3 * std, b=3 * std)
+
+        init(self.emb, 1 / math.sqrt(self.cfg.dim))
+        init(self.heads, 1 / math.sqrt(self.cfg.dim))
+        for i, layer in enumerate(self.layers):
+            for m in layer.modules():
+                if isinstance(m, nn.Linear):
+                    init(m.weight, 1 / math.sqrt(m.in_features) / math.sqrt(2 * (i + 1)))
+        for m in [self.text_proj, getattr(self, "chroma_proj", None)]:
+            if isinstance(m, nn.Linear):
+                init(m.weight, 1 / math.sqrt(m.in_features))
+                nn.init.zeros_(m.bias)
+
+    def condition(self, text: torch.Tensor, text_mask: torch.Tensor, chroma: torch.Tensor | None = None) -> Context:
+        """text [B, L, cond_dim] and its mask [B, L] (0 = padding or null); chroma [B, F, 12] one-hot (melody)."""
+        text = self.text_proj(text) * text_mask[..., None].to(text.dtype)  # padding and null rows -> exact zeros
+        if self.cfg.chroma:
+            chroma = fit_chroma_length(chroma, self.cfg.chroma_length)
+            return Context(prefix=torch.cat([self.chroma_proj(chroma.to(text.dtype)), text], dim=1))
+        mask = None
+        if self.cfg.mask_text_padding:
+            keep = text_mask.bool()
+            keep = keep | ~keep.any(dim=-1, keepdim=True)  # null rows have zero K/V: attending to all gives 0
+            mask = keep[:, None, None, :]
+        return Context(cross_kv=[layer.cross_attn.project_kv(text) for layer in self.layers], cross_mask=mask)
+
+    def new_cache(self, batch: int, length: int, device=None, dtype=None) -> KVCache:
+        """Preallocated self-attention cache for `length` positions (prefix included)."""
+        shape = (batch, self.cfg.num_heads, length, self.cfg.head_dim)
+        kw = dict(device=device or self.emb.device, dtype=dtype or self.emb.dtype)
+        return [(torch.zeros(shape, **kw), torch.zeros(shape, **kw)) for _ in self.layers]
+
+    def embed(self, seq: torch.Tensor) -> torch.Tensor:
+        K, rows, D = self.emb.shape
+        offsets = torch.arange(K, device=seq.device)[None, :, None] * rows
+        return F.embedding(seq + offsets, self.emb.view(K * rows, D)).sum(dim=1)  # [B, S, D]
+
+    def forward(self, seq: torch.Tensor, ctx: Context, cache: KVCache | None = None, start: int = 0) -> torch.Tensor:
+        """seq [B, K, S] token ids (special = card) -> logits [B, K, S, card] (float32).
+
+        `start` is the sequence step of seq[..., 0]. The prefix (if any) is prepended when start == 0 and occupies
+        positions 0..P-1, so sequence step s sits at position P + s.
+        """
+        S = seq.shape[-1]
+        x = self.embed(seq)
+        P = ctx.prefix_len
+        if P and start == 0:
+            x = torch.cat([ctx.prefix.to(x.dtype), x], dim=1)
+        first = 0 if start == 0 else P + start
+        positions = torch.arange(first, first + x.shape[1], device=x.device)
+        x = x + sinusoidal_embedding(positions, self.cfg.dim, self.cfg.max_period).to(x.dtype)
+        for i, layer in enumerate(self.layers):
+            kv = None if ctx.cross_kv is None else ctx.cross_kv[i]
+            x = layer(x, None if cache is None else cache[i], first, kv, ctx.cross_mask)
+        x = self.out_norm(x[:, -S:])
+        return torch.einsum("bsd,kcd->bksc", x, self.heads).float()

@@ -1,0 +1,81 @@
+"""Chroma extractor: pitch classes, frame counts, parity with transformers' MusicgenMelodyFeatureExtractor."""
+import librosa
+import numpy as np
+import pytest
+import torch
+
+from musicgen_core.conditioning.chroma import ChromaExtractor, fit_chroma_length, null_chroma
+
+SR = 32000
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return ChromaExtractor()
+
+
+def _tones(freqs, amps, seconds=3.0):
+    t = torch.arange(int(seconds * SR)) / SR
+    return sum(a * torch.sin(2 * torch.pi * f * t) for f, a in zip(freqs, amps))
+
+
+def test_a440_is_bin_9(extractor):
+    chroma = extractor(_tones([440.0], [0.5])[None, None])  # [1, 1, T] input
+    assert chroma.shape == (1, 24, 12)
+    assert (chroma.argmax(-1) == 9).all() and torch.equal(chroma.sum(-1), torch.ones(1, 24))
+
+
+@pytest.mark.parametrize("seconds,frames", [(1, 8), (3, 24), (10, 79)])
+def test_frame_count(extractor, seconds, frames):
+    T = seconds * SR
+    assert extractor(torch.randn(2, T)).shape == (2, frames, 12) == (2, 1 + T // 4096, 12)
+    assert extractor.num_frames(T) == frames
+
+
+def test_silence_and_short_input_give_c(extractor):
+    for T in (1, 1000, 20000):
+        chroma = extractor(torch.zeros(1, T))
+        assert chroma.shape[1] == extractor.num_frames(T)
+        assert (chroma.argmax(-1) == 0).all()
+    assert extractor(torch.zeros(1, 1)).shape == (1, 5, 12)
+
+
+def test_filterbank_is_librosa(extractor):
+    expected = librosa.filters.chroma(sr=SR, n_fft=16384, tuning=0, n_chroma=12)
+    assert extractor.filterbank.shape == (12, 8193)
+    assert np.array_equal(extractor.filterbank.numpy(), expected)
+
+
+def test_no_state(extractor):
+    assert len(extractor.state_dict()) == 0
+
+
+def test_parity_with_transformers(extractor):
+    transformers = pytest.importorskip("transformers")
+    fe = transformers.MusicgenMelodyFeatureExtractor()
+    torch.manual_seed(0)
+    chord = _tones([261.63, 329.63, 392.0, 110.0], [0.3, 0.5, 0.2, 0.4], seconds=5.0)  # C E G + A2
+    for wav in (torch.randn(2, 3 * SR), chord[None], torch.randn(1, 5000)):
+        expected = fe(wav.numpy(), sampling_rate=SR, return_tensors="pt").input_features
+        assert torch.equal(extractor(wav), expected)
+    assert torch.equal(extractor.filterbank, fe.chroma_filters)
+
+
+def test_fit_chroma_length():
+    chroma = torch.nn.functional.one_hot(torch.randint(0, 12, (2, 100)), 12).float()
+    tiled = fit_chroma_length(chroma, 235)
+    assert tiled.shape == (2, 235, 12)
+    assert torch.equal(tiled, torch.cat([chroma, chroma, chroma], dim=1)[:, :235])
+    long = torch.rand(2, 300, 12)
+    assert torch.equal(fit_chroma_length(long, 235), long[:, :235])
+    assert torch.equal(fit_chroma_length(long[:, :235]), long[:, :235])
+
+
+def test_null_chroma():
+    chroma = null_chroma(3, 235, "cpu")
+    assert chroma.shape == (3, 235, 12) and (chroma[..., 0] == 1).all() and chroma.sum() == 3 * 235
+
+
+def test_half_module_computes_in_float32():
+    wav = _tones([440.0], [0.5], seconds=1.0)[None]
+    assert torch.equal(ChromaExtractor().half()(wav), ChromaExtractor()(wav))

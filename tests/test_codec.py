@@ -1,0 +1,177 @@
+"""Codec: shapes, RVQ behaviour, weight-norm folding, and parity with transformers' EncodecModel."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from musicgen_core.codec import Codec, from_audiocraft_state_dict, from_hf_state_dict
+from musicgen_core.codec.quantizer import ResidualVectorQuantizer
+from musicgen_core.codec.seanet import extra_padding_for_conv1d, pad1d
+from musicgen_core.configs import CodecConfig
+
+TINY = CodecConfig(n_filters=4, dimension=16, bins=64, lstm_layers=1)
+
+
+def _tiny_codec(**kw) -> Codec:
+    torch.manual_seed(0)
+    return Codec(CodecConfig(**{**TINY.__dict__, **kw})).eval()
+
+
+@pytest.mark.parametrize("pad_mode,causal", [("constant", False), ("reflect", False), ("constant", True)])
+@torch.no_grad()
+def test_frame_count_and_output_length(pad_mode, causal):
+    codec = _tiny_codec(pad_mode=pad_mode, causal=causal)
+    for T in (1, 100, 639, 640, 641, 3200, 5001):
+        codes = codec.encode(torch.randn(2, 1, T))
+        F_ = math.ceil(T / 640)
+        assert codes.shape == (2, codec.n_q, F_) and codes.dtype == torch.int64
+        assert codec.decode(codes).shape == (2, 1, F_ * codec.hop_length)
+
+
+def test_properties_and_input_check():
+    codec = _tiny_codec()
+    assert (codec.sample_rate, codec.frame_rate, codec.hop_length, codec.n_q, codec.cardinality) == (
+        32000, 50, 640, 4, 64)
+    with pytest.raises(ValueError, match="expected wav"):
+        codec.encode(torch.randn(2, 640))
+
+
+def test_padding_helpers():
+    assert extra_padding_for_conv1d(length=10, kernel_size=8, stride=4, padding_total=4) == 2  # 12 -> 3 frames
+    assert extra_padding_for_conv1d(length=12, kernel_size=8, stride=4, padding_total=4) == 0
+    x = torch.arange(1.0, 3.0).view(1, 1, 2)
+    out = pad1d(x, (3, 3), "reflect")  # too short to reflect: zero-extended first, then trimmed back
+    assert out.shape[-1] == 8
+    assert torch.equal(out, F.pad(F.pad(x, (0, 2)), (3, 3), "reflect")[..., :8])
+
+
+def _fit(rvq: ResidualVectorQuantizer, x: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    rvq.train()(x)  # first training call: k-means init of every codebook on its residual, then one EMA step
+    rvq.eval()
+
+
+@torch.no_grad()
+def test_rvq_error_falls_with_more_codebooks():
+    torch.manual_seed(1)
+    x = torch.randn(4, 16, 256)  # [B, D, F]
+    rvq = ResidualVectorQuantizer(dim=16, n_q=4, bins=64)
+    _fit(rvq, x)
+    errors = [F.mse_loss(rvq.decode(rvq.encode(x, n_q=k)), x).item() for k in range(1, 5)]
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    assert rvq.encode(x).shape == (4, 4, 256) and rvq.decode(rvq.encode(x, n_q=2)).shape == x.shape
+    with pytest.raises(ValueError):
+        rvq.encode(x, n_q=5)
+
+
+def test_rvq_training_pass():
+    torch.manual_seed(0)
+    centers = torch.tensor([[5.0, 5.0], [-5.0, -5.0]])
+    x = (centers[torch.randint(0, 2, (2, 64))] + 0.1 * torch.randn(2, 64, 2)).transpose(1, 2).requires_grad_()
+    rvq = ResidualVectorQuantizer(dim=2, n_q=2, bins=2, kmeans_iters=10).train()
+    out, codes, penalty = rvq(x)
+    assert rvq.layers[0].inited.item() == 1 and codes.shape == (2, 2, 64)
+    first = rvq.layers[0].embed[codes[:, 0]].transpose(1, 2)  # the first codebook finds the two clusters
+    assert (first - x).abs().max() < 1.0
+    with torch.no_grad():  # the value is the sum of the chosen entries, the gradient goes straight through
+        assert torch.allclose(out, rvq.eval().decode(codes), atol=1e-5)
+    out.sum().backward()
+    assert torch.allclose(x.grad, torch.ones_like(x))
+    assert penalty.ndim == 0 and 0 < penalty.item() < 1.0
+
+
+@torch.no_grad()
+def test_codec_error_falls_with_more_codebooks():
+    codec = _tiny_codec()
+    wav = torch.randn(4, 1, 64000)
+    latent = codec.encoder(wav)  # [4, 16, 100]
+    _fit(codec.quantizer, latent)
+    reference = codec.decoder(latent)
+    errors = [F.mse_loss(codec.decode(codec.encode(wav, n_q=k)), reference).item() for k in range(1, 5)]
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+
+
+def test_codec_training_forward_backward():
+    codec = _tiny_codec().train()
+    wav = torch.randn(2, 1, 3000)
+    out = codec(wav)
+    assert out.wav.shape == wav.shape and out.codes.shape == (2, 4, 5)
+    (F.l1_loss(out.wav, wav) + out.penalty).backward()
+    assert codec.encoder.layers[0].conv.parametrizations.weight.original1.grad is not None
+
+
+def _hf_pair(pad_mode: str):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    hf = transformers.EncodecModel(transformers.EncodecConfig(
+        sampling_rate=32000, upsampling_ratios=[8, 5, 4, 4], target_bandwidths=[2.2], num_filters=4, hidden_size=16,
+        codebook_size=2048, use_causal_conv=False, normalize=False, use_conv_shortcut=False, pad_mode=pad_mode))
+    with torch.no_grad():  # HF's init zeroes the codebooks: random ones at the latents' scale, finer per level
+        scale = hf.encoder(torch.randn(1, 1, 6400)).std()
+        for k, layer in enumerate(hf.quantizer.layers):
+            layer.codebook.embed.copy_(torch.randn_like(layer.codebook.embed) * scale / 2 ** k)
+    ours = Codec(CodecConfig(n_filters=4, dimension=16, bins=2048, n_q=4, pad_mode=pad_mode))
+    ours.load_state_dict(from_hf_state_dict(hf.state_dict()), strict=True)
+    return hf.eval(), ours.eval()
+
+
+@pytest.mark.parametrize("pad_mode", ["reflect", "constant"])
+@torch.no_grad()
+def test_parity_with_transformers(pad_mode):
+    hf, ours = _hf_pair(pad_mode)
+    for T in (300, 6400 + 123):
+        wav = torch.randn(2, 1, T)
+        hf_codes = hf.encode(wav, bandwidth=2.2).audio_codes  # [1, B, K, F]
+        codes = ours.encode(wav)
+        assert torch.equal(codes, hf_codes[0])
+        hf_wav = hf.decode(hf_codes, [None]).audio_values
+        assert hf_wav.shape == ours.decode(codes).shape
+        assert torch.allclose(ours.decode(codes), hf_wav, atol=1e-5)
+    codes = torch.randint(0, 2048, (2, 4, 7))
+    assert torch.allclose(ours.decode(codes), hf.decode(codes[None], [None]).audio_values, atol=1e-5)
+
+
+@torch.no_grad()
+def test_remove_weight_norm_keeps_outputs():
+    _, codec = _hf_pair("reflect")
+    folded = Codec(codec.cfg).eval()  # not deepcopy: copies share the parametrized class, folding one breaks both
+    folded.load_state_dict(codec.state_dict())
+    folded.remove_weight_norm()
+    keys = folded.state_dict().keys()
+    assert "encoder.layers.0.conv.weight" in keys and not any("parametrizations" in k for k in keys)
+    wav = torch.randn(2, 1, 5000)
+    codes = codec.encode(wav)
+    assert torch.equal(folded.encode(wav), codes)
+    assert torch.equal(folded.decode(codes), codec.decode(codes))
+
+
+def test_full_size_key_layout():
+    with torch.device("meta"):
+        sd = Codec(CodecConfig()).state_dict()
+    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    assert shapes["encoder.layers.0.conv.parametrizations.weight.original1"] == (64, 1, 7)
+    assert shapes["encoder.layers.12.conv.parametrizations.weight.original1"] == (1024, 512, 16)
+    assert shapes["encoder.layers.10.block.1.conv.parametrizations.weight.original1"] == (256, 512, 3)
+    assert shapes["encoder.layers.13.lstm.weight_ih_l1"] == (4096, 1024)
+    assert shapes["encoder.layers.15.conv.bias"] == (128,)
+    assert shapes["decoder.layers.3.conv.parametrizations.weight.original0"] == (1024, 1, 1)  # ConvT: dim 0 = C_in
+    assert shapes["decoder.layers.12.conv.parametrizations.weight.original1"] == (128, 64, 8)
+    assert shapes["decoder.layers.15.conv.parametrizations.weight.original1"] == (1, 64, 7)
+    assert shapes["quantizer.layers.3.embed"] == (2048, 128) and shapes["quantizer.layers.0.inited"] == (1,)
+    assert not any(k.startswith(("encoder.layers.2.", "encoder.layers.14.", "decoder.layers.11.")) for k in sd)
+
+
+def test_checkpoint_key_renames():
+    t = torch.zeros(1)
+    audiocraft = {
+        "encoder.model.0.conv.conv.weight_g": "encoder.layers.0.conv.parametrizations.weight.original0",
+        "encoder.model.1.block.3.conv.conv.weight_v": "encoder.layers.1.block.3.conv.parametrizations.weight.original1",
+        "encoder.model.13.lstm.bias_hh_l1": "encoder.layers.13.lstm.bias_hh_l1",
+        "decoder.model.3.convtr.convtr.bias": "decoder.layers.3.conv.bias",
+        "quantizer.vq.layers.2._codebook.embed_avg": "quantizer.layers.2.embed_avg",
+    }
+    assert list(from_audiocraft_state_dict(dict.fromkeys(audiocraft, t))) == list(audiocraft.values())
+    hf = {"quantizer.layers.1.codebook.embed": "quantizer.layers.1.embed",
+          "decoder.layers.6.conv.weight_g": "decoder.layers.6.conv.parametrizations.weight.original0"}
+    assert list(from_hf_state_dict(dict.fromkeys(hf, t))) == list(hf.values())
