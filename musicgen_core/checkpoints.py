@@ -208,7 +208,7 @@ _AC_CODEC_RENAMES = (
 ) + _HF_CODEC_RENAMES
 
 
-def audiocraft_config(xp: dict, codec_xp: dict | None) -> MusicGenConfig:
+def audiocraft_config(xp: dict, codec_xp: dict | None, lm_sd: dict) -> MusicGenConfig:
     """MusicGenConfig from the `xp.cfg` YAML stored in audiocraft's state_dict.bin / compression_state_dict.bin."""
     t = xp["transformer_lm"]
     if xp.get("channels", 1) != 1:
@@ -218,7 +218,11 @@ def audiocraft_config(xp: dict, codec_xp: dict | None) -> MusicGenConfig:
     kwargs = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
                           for k, v in (xp["codebooks_pattern"].get(pattern) or {}).items()))
     t5 = xp.get("conditioners", {}).get("description", {}).get("t5", {})
-    t5_dim = {"t5-small": 512, "t5-base": 768}.get(t5.get("name", "t5-base").split("/")[-1], 1024)
+    proj = lm_sd.get("condition_provider.conditioners.description.output_proj.weight")
+    if proj is None:
+        raise CheckpointError("state_dict.bin: missing key condition_provider.conditioners.description.output_proj"
+                              ".weight (the text projection)")
+    t5_dim = proj.shape[1]
     duration = float(xp.get("dataset", {}).get("segment_duration", 30))
     lm = LMConfig(dim=t["dim"], num_heads=t["num_heads"], num_layers=t["num_layers"],
                   ffn_dim=int(t["dim"] * t.get("hidden_scale", 4)), n_q=t["n_q"], card=t["card"], cond_dim=t5_dim,
@@ -262,11 +266,12 @@ def load_audiocraft(folder: Path) -> tuple[MusicGenConfig, MusicLM, Codec, TextE
         from transformers import EncodecModel
 
         hf = EncodecModel.from_pretrained(sub)
-        cfg = audiocraft_config(yaml.safe_load(pkg["xp.cfg"]), None)
+        cfg = audiocraft_config(yaml.safe_load(pkg["xp.cfg"]), None, pkg["best_state"])
         cfg = dataclasses.replace(cfg, codec=hf_codec_config(hf.config.to_dict()))
         codec_sd, codec_renames = hf.state_dict(), _HF_CODEC_RENAMES
     else:
-        cfg = audiocraft_config(yaml.safe_load(pkg["xp.cfg"]), yaml.safe_load(cpkg["xp.cfg"]))
+        cfg = audiocraft_config(yaml.safe_load(pkg["xp.cfg"]), yaml.safe_load(cpkg["xp.cfg"]),
+                                pkg["best_state"])
         codec_sd, codec_renames = cpkg["best_state"], _AC_CODEC_RENAMES
     lm = _build_lm(cfg.lm, audiocraft_lm_state_dict(dict(pkg["best_state"]), cfg.lm))
     codec = _build_codec(cfg.codec, _rename(codec_sd, codec_renames), folded=False)

@@ -205,11 +205,11 @@ def _steps(pattern: Pattern, T: int, valid_only: bool) -> Layout:
 
 
 def _timesteps(pattern: Pattern, S: int, valid_only: bool) -> int:
-    """The T whose layout has S steps (S(T) is strictly increasing: binary search over 0 <= T <= S)."""
+    """The largest T whose layout has S steps (S(T) is non-decreasing: binary search over 0 <= T <= S)."""
     lo, hi = 0, S
     while lo < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (mid + 1, hi) if len(_steps(pattern, mid, valid_only)) < S else (lo, mid)
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if len(_steps(pattern, mid, valid_only)) <= S else (lo, mid - 1)
     if len(_steps(pattern, lo, valid_only)) != S:
         raise ValueError(f"S={S} is not a {'valid ' * valid_only}sequence length of the {pattern.name} pattern "
                          f"(n_q={pattern.n_q}) for any number of timesteps")

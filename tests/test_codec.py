@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from musicgen_core.codec import Codec, from_audiocraft_state_dict, from_hf_state_dict
-from musicgen_core.codec.quantizer import ResidualVectorQuantizer
+from musicgen_core.codec.quantizer import ResidualVectorQuantizer, VectorQuantizer
 from musicgen_core.codec.seanet import extra_padding_for_conv1d, pad1d
 from musicgen_core.configs import CodecConfig
 
@@ -81,6 +81,20 @@ def test_rvq_training_pass():
     assert penalty.ndim == 0 and 0 < penalty.item() < 1.0
 
 
+def test_dead_codes_restart_on_batch_vectors():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(dim=2, bins=4, threshold_ema_dead_code=2.0).train()
+    vq.inited.fill_(1)
+    vq.embed.copy_(torch.tensor([[0.0, 0.0], [100, 100], [200, 200], [300, 300]]))
+    vq.cluster_size.copy_(torch.tensor([10.0, 0, 0, 0]))
+    vq.embed_avg.copy_(vq.embed * vq.cluster_size[:, None])
+    x = torch.randn(64, 2)
+    vq(x)  # codes 1..3 are never used: they restart at batch vectors
+    assert all((x == row).all(-1).any() for row in vq.embed[1:])
+    vq(x)  # and survive the next EMA step
+    assert vq.embed.abs().max() < 10
+
+
 @torch.no_grad()
 def test_codec_error_falls_with_more_codebooks():
     codec = _tiny_codec()
@@ -101,25 +115,25 @@ def test_codec_training_forward_backward():
     assert codec.encoder.layers[0].conv.parametrizations.weight.original1.grad is not None
 
 
-def _hf_pair(pad_mode: str):
+def _hf_pair(pad_mode: str, causal: bool = False):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     hf = transformers.EncodecModel(transformers.EncodecConfig(
         sampling_rate=32000, upsampling_ratios=[8, 5, 4, 4], target_bandwidths=[2.2], num_filters=4, hidden_size=16,
-        codebook_size=2048, use_causal_conv=False, normalize=False, use_conv_shortcut=False, pad_mode=pad_mode))
+        codebook_size=2048, use_causal_conv=causal, normalize=False, use_conv_shortcut=False, pad_mode=pad_mode))
     with torch.no_grad():  # HF's init zeroes the codebooks: random ones at the latents' scale, finer per level
         scale = hf.encoder(torch.randn(1, 1, 6400)).std()
         for k, layer in enumerate(hf.quantizer.layers):
             layer.codebook.embed.copy_(torch.randn_like(layer.codebook.embed) * scale / 2 ** k)
-    ours = Codec(CodecConfig(n_filters=4, dimension=16, bins=2048, n_q=4, pad_mode=pad_mode))
+    ours = Codec(CodecConfig(n_filters=4, dimension=16, bins=2048, n_q=4, pad_mode=pad_mode, causal=causal))
     ours.load_state_dict(from_hf_state_dict(hf.state_dict()), strict=True)
     return hf.eval(), ours.eval()
 
 
-@pytest.mark.parametrize("pad_mode", ["reflect", "constant"])
+@pytest.mark.parametrize("pad_mode,causal", [("reflect", False), ("constant", False), ("reflect", True)])
 @torch.no_grad()
-def test_parity_with_transformers(pad_mode):
-    hf, ours = _hf_pair(pad_mode)
+def test_parity_with_transformers(pad_mode, causal):
+    hf, ours = _hf_pair(pad_mode, causal)
     for T in (300, 6400 + 123):
         wav = torch.randn(2, 1, T)
         hf_codes = hf.encode(wav, bandwidth=2.2).audio_codes  # [1, B, K, F]
