@@ -160,6 +160,11 @@ def hf_config(cfg: dict) -> MusicGenConfig:
     return MusicGenConfig(codec=codec, lm=lm, text=TextConfig("t5", text.get("_name_or_path", "t5"), text_dim))
 
 
+def hf_codec_state_dict(sd: dict) -> dict:
+    """transformers `EncodecModel` keys (without the `audio_encoder.` prefix) -> Codec keys."""
+    return _rename(sd, _HF_CODEC_RENAMES)
+
+
 def hf_lm_state_dict(sd: dict, cfg: LMConfig) -> dict:
     """`decoder.*` + projections of a transformers MusicGen(-Melody) state dict -> MusicLM keys."""
     dec = _sub(sd, "decoder.")
@@ -184,7 +189,7 @@ def load_transformers(folder: Path) -> tuple[MusicGenConfig, MusicLM, Codec, Tex
     cfg = hf_config(raw)
     sd = _read_hf_weights(folder)
     lm = _build_lm(cfg.lm, hf_lm_state_dict(sd, cfg.lm))
-    codec = _build_codec(cfg.codec, _rename(_sub(sd, "audio_encoder."), _HF_CODEC_RENAMES), folded=False)
+    codec = _build_codec(cfg.codec, hf_codec_state_dict(_sub(sd, "audio_encoder.")), folded=False)
     t5_sd = _sub(sd, "text_encoder.")
     shared = t5_sd.get("shared.weight", t5_sd.get("encoder.embed_tokens.weight"))
     t5_sd.update({"shared.weight": shared, "encoder.embed_tokens.weight": shared})
@@ -206,6 +211,11 @@ _AC_CODEC_RENAMES = (
     (r"\.(conv\.conv|convtr\.convtr)\.", ".conv."),
     (r"^quantizer\.vq\.layers\.(\d+)\._codebook\.", r"quantizer.layers.\1."),
 ) + _HF_CODEC_RENAMES
+
+
+def audiocraft_codec_state_dict(sd: dict) -> dict:
+    """audiocraft `CompressionModel` keys (compression_state_dict.bin's "best_state") -> Codec keys."""
+    return _rename(sd, _AC_CODEC_RENAMES)
 
 
 def audiocraft_config(xp: dict, codec_xp: dict | None, lm_sd: dict) -> MusicGenConfig:
@@ -268,13 +278,13 @@ def load_audiocraft(folder: Path) -> tuple[MusicGenConfig, MusicLM, Codec, TextE
         hf = EncodecModel.from_pretrained(sub)
         cfg = audiocraft_config(yaml.safe_load(pkg["xp.cfg"]), None, pkg["best_state"])
         cfg = dataclasses.replace(cfg, codec=hf_codec_config(hf.config.to_dict()))
-        codec_sd, codec_renames = hf.state_dict(), _HF_CODEC_RENAMES
+        codec_sd = hf_codec_state_dict(hf.state_dict())
     else:
         cfg = audiocraft_config(yaml.safe_load(pkg["xp.cfg"]), yaml.safe_load(cpkg["xp.cfg"]),
                                 pkg["best_state"])
-        codec_sd, codec_renames = cpkg["best_state"], _AC_CODEC_RENAMES
+        codec_sd = audiocraft_codec_state_dict(cpkg["best_state"])
     lm = _build_lm(cfg.lm, audiocraft_lm_state_dict(dict(pkg["best_state"]), cfg.lm))
-    codec = _build_codec(cfg.codec, _rename(codec_sd, codec_renames), folded=False)
+    codec = _build_codec(cfg.codec, codec_sd, folded=False)
     t5_dir = folder / "text_encoder"
     if not (t5_dir / "config.json").is_file():
         raise CheckpointError(f"audiocraft checkpoints do not store T5: save {cfg.text.name!r} (T5EncoderModel + its "

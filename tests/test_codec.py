@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from musicgen_core.codec import Codec, from_audiocraft_state_dict, from_hf_state_dict
+from musicgen_core.checkpoints import audiocraft_codec_state_dict, hf_codec_state_dict
+from musicgen_core.codec import Codec
 from musicgen_core.codec.quantizer import ResidualVectorQuantizer, VectorQuantizer
 from musicgen_core.codec.seanet import extra_padding_for_conv1d, pad1d
 from musicgen_core.configs import CodecConfig
@@ -126,7 +127,7 @@ def _hf_pair(pad_mode: str, causal: bool = False):
         for k, layer in enumerate(hf.quantizer.layers):
             layer.codebook.embed.copy_(torch.randn_like(layer.codebook.embed) * scale / 2 ** k)
     ours = Codec(CodecConfig(n_filters=4, dimension=16, bins=2048, n_q=4, pad_mode=pad_mode, causal=causal))
-    ours.load_state_dict(from_hf_state_dict(hf.state_dict()), strict=True)
+    ours.load_state_dict(hf_codec_state_dict(hf.state_dict()), strict=True)
     return hf.eval(), ours.eval()
 
 
@@ -185,7 +186,7 @@ def test_checkpoint_key_renames():
         "decoder.model.3.convtr.convtr.bias": "decoder.layers.3.conv.bias",
         "quantizer.vq.layers.2._codebook.embed_avg": "quantizer.layers.2.embed_avg",
     }
-    assert list(from_audiocraft_state_dict(dict.fromkeys(audiocraft, t))) == list(audiocraft.values())
+    assert list(audiocraft_codec_state_dict(dict.fromkeys(audiocraft, t))) == list(audiocraft.values())
     hf = {"quantizer.layers.1.codebook.embed": "quantizer.layers.1.embed",
           "decoder.layers.6.conv.weight_g": "decoder.layers.6.conv.parametrizations.weight.original0"}
-    assert list(from_hf_state_dict(dict.fromkeys(hf, t))) == list(hf.values())
+    assert list(hf_codec_state_dict(dict.fromkeys(hf, t))) == list(hf.values())

@@ -5,11 +5,10 @@ K = 4 codebooks of 2048 entries, no input renormalisation, non-causal convolutio
 
 State-dict layout (identical to transformers' `EncodecModel` minus `codebook.`):
 `encoder.layers.{N}...`, `decoder.layers.{N}...` (see `seanet.py`), `quantizer.layers.{k}.{embed, embed_avg,
-cluster_size, inited}`. `from_hf_state_dict` / `from_audiocraft_state_dict` rename the two official layouts into it.
+cluster_size, inited}`. `checkpoints.py` maps the official layouts onto it.
 """
 from __future__ import annotations
 
-import re
 from typing import NamedTuple
 
 import torch
@@ -84,34 +83,3 @@ class Codec(nn.Module):
         """Fold weight norm into plain conv weights for inference (outputs unchanged). Load weights first."""
         remove_weight_norm(self)
         return self
-
-
-def from_hf_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """transformers `EncodecModel` keys (the `audio_encoder.` sub-dict, prefix removed) -> ours.
-
-    Drops `codebook.` and renames legacy `weight_g` / `weight_v` to `parametrizations.weight.original0/1`.
-    """
-    out = {}
-    for key, value in sd.items():
-        key = key.replace(".codebook.", ".")
-        key = re.sub(r"\.weight_g$", ".parametrizations.weight.original0", key)
-        key = re.sub(r"\.weight_v$", ".parametrizations.weight.original1", key)
-        out[key] = value
-    return out
-
-
-_AUDIOCRAFT_RENAMES = (
-    (r"^(encoder|decoder)\.model\.", r"\1.layers."),
-    (r"\.(conv\.conv|convtr\.convtr)\.", ".conv."),
-    (r"^quantizer\.vq\.layers\.(\d+)\._codebook\.", r"quantizer.layers.\1."),
-)
-
-
-def from_audiocraft_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """audiocraft `CompressionModel` keys (`compression_state_dict.bin`'s "best_state") -> ours."""
-    out = {}
-    for key, value in sd.items():
-        for pattern, repl in _AUDIOCRAFT_RENAMES:
-            key = re.sub(pattern, repl, key)
-        out[key] = value
-    return from_hf_state_dict(out)
