@@ -114,13 +114,6 @@ CONFIGS: dict[str, MusicGenConfig] = {
     "large": MusicGenConfig(lm=_lm(2048, 32, 48)),
     "melody": MusicGenConfig(lm=_lm(1536, 24, 48, cross_attention=False, chroma=True)),
     "melody-large": MusicGenConfig(lm=_lm(2048, 32, 48, cross_attention=False, chroma=True)),
-    # Tiny shapes for tests and smoke runs.
-    "debug": MusicGenConfig(
-        codec=CodecConfig(n_filters=4, dimension=16, lstm_layers=1),
-        lm=_lm(64, 4, 2, cond_dim=32),
-        text=TextConfig(kind="t5", name="debug", dim=32),
-        max_duration=4.0,
-    ),
 }
 
 

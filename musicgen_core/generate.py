@@ -109,8 +109,6 @@ class MusicGen:
     def set_generation_params(self, duration: float = 10.0, use_sampling: bool = True, top_k: int = 250,
                               top_p: float = 0.0, temperature: float = 1.0, cfg_coef: float = 3.0,
                               extend_stride: float = 18.0) -> None:
-        if not 0 < extend_stride < self.max_duration:
-            raise ValueError(f"extend_stride must be in (0, max_duration={self.max_duration}), got {extend_stride}")
         self.params = GenerationParams(duration, use_sampling, int(top_k), top_p, temperature, cfg_coef,
                                        extend_stride)
 
@@ -218,6 +216,9 @@ class MusicGen:
         max_frames = int(self.max_duration * self.frame_rate)
         if total <= max_frames:
             return [(0, total, prompt_len)]
+        if not 0 < self.params.extend_stride < self.max_duration:
+            raise ValueError(f"extend_stride must be in (0, max_duration={self.max_duration}) for durations above "
+                             f"max_duration, got {self.params.extend_stride}")
         stride = int(self.params.extend_stride * self.frame_rate)
         plan, offset = [], 0
         while offset + prompt_len < total:

@@ -90,3 +90,22 @@ def test_sinusoidal_matches_transformers():
 
     ref = MusicgenSinusoidalPositionalEmbedding(300, 64).weights
     torch.testing.assert_close(sinusoidal_embedding(torch.arange(300), 64), ref, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name, millions", [("small", 420.4), ("medium", 1839.0), ("large", 3257.0),
+                                            ("melody", 1386.0), ("melody-large", 2451.0)])
+def test_official_sizes_have_the_reference_parameter_counts(name, millions):
+    from musicgen_core.configs import get_config
+
+    with torch.device("meta"):
+        lm = MusicLM(get_config(name).lm)
+    assert sum(p.numel() for p in lm.parameters()) / 1e6 == pytest.approx(millions, abs=1.0)
+
+
+def test_official_codec_parameter_count():
+    from musicgen_core.codec import Codec
+    from musicgen_core.configs import CodecConfig
+
+    with torch.device("meta"):
+        codec = Codec(CodecConfig())
+    assert sum(p.numel() for p in codec.parameters()) / 1e6 == pytest.approx(56.88, abs=0.01)

@@ -1,0 +1,150 @@
+"""Generation features: sampling rules, continuation, long-form windows, streaming, progress, melody batches."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from musicgen_core import MusicGen
+from musicgen_core.generate import GenerationParams, sample_next_token
+
+
+@pytest.fixture(scope="module")
+def model(hf_musicgen_dir) -> MusicGen:
+    return MusicGen.from_pretrained(hf_musicgen_dir[1], device="cpu")
+
+
+@pytest.fixture(scope="module")
+def melody_model(hf_melody_dir) -> MusicGen:
+    return MusicGen.from_pretrained(hf_melody_dir[1], device="cpu")
+
+
+def short_windows(m: MusicGen, max_duration: float) -> MusicGen:
+    """The same weights with a shorter max_duration, so long-form windowing is cheap to exercise."""
+    short = MusicGen(m.lm, m.compression_model, m.text_encoder, dataclasses.replace(m.config, max_duration=max_duration))
+    return short
+
+
+def test_top_k_top_p_and_greedy():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, 50)
+    g = torch.Generator().manual_seed(0)
+    top = logits.topk(5, dim=-1).indices
+    for _ in range(20):
+        tok = sample_next_token(logits, GenerationParams(top_k=5), g)
+        assert (tok[..., None] == top).any(-1).all()
+    probs = torch.softmax(logits, -1).sort(-1, descending=True)
+    # top_p overrides top_k: with p tiny only the most likely token survives
+    tok = sample_next_token(logits, GenerationParams(top_k=50, top_p=1e-6), g)
+    assert torch.equal(tok, probs.indices[..., 0])
+    assert torch.equal(sample_next_token(logits, GenerationParams(temperature=0.0), g), logits.argmax(-1))
+    assert torch.equal(sample_next_token(logits, GenerationParams(use_sampling=False), g), logits.argmax(-1))
+
+
+def test_top_p_keeps_the_nucleus():
+    probs = torch.tensor([[[0.5, 0.3, 0.15, 0.05]]])
+    g = torch.Generator().manual_seed(0)
+    seen = {int(sample_next_token(probs.log(), GenerationParams(top_p=0.7), g)) for _ in range(200)}
+    assert seen == {0, 1}
+
+
+def test_bare_string_and_shapes(model):
+    model.set_generation_params(duration=0.2)
+    wav, codes = model.generate("a single prompt", return_tokens=True, seed=0)
+    assert codes.shape == (1, 4, 10) and wav.shape == (1, 1, 10 * 640)
+    assert wav.dtype == torch.float32 and model.last_seed == 0
+
+
+def test_continuation_keeps_the_prompt(model):
+    model.set_generation_params(duration=0.4, use_sampling=False)
+    prompt = torch.randn(2, 1, 3000) * 0.1  # 0.09375 s -> 5 frames
+    prompt_codes = model.compression_model.encode(prompt)
+    wav, codes = model.generate_continuation(prompt, 32000, ["folk", None], return_tokens=True)
+    assert codes.shape == (2, 4, 20)
+    assert torch.equal(codes[..., :5], prompt_codes)
+    assert wav.shape[-1] == 20 * 640
+    with pytest.raises(ValueError, match="longer than the duration"):
+        model.set_generation_params(duration=0.05)
+        model.generate_continuation(prompt, 32000)
+
+
+def test_continuation_resamples_and_downmixes(model):
+    model.set_generation_params(duration=0.3)
+    wav = model.generate_continuation(torch.randn(2, 1600) * 0.1, 16000, seed=1)  # stereo [C, T] at 16 kHz
+    assert wav.shape == (1, 1, 15 * 640)
+
+
+def test_long_form_windows(model):
+    short = short_windows(model, max_duration=0.4)  # 20 frames a window
+    short.set_generation_params(duration=1.0, use_sampling=False, extend_stride=0.2)
+    assert short._windows(50, 0) == [(0, 20, 0), (10, 20, 10), (20, 20, 10), (30, 20, 10)]
+    _, codes = short.generate(["jazz"], return_tokens=True)
+    assert codes.shape == (1, 4, 50)
+    short.set_generation_params(duration=0.4, use_sampling=False, extend_stride=0.2)
+    _, first = short.generate(["jazz"], return_tokens=True)
+    assert torch.equal(codes[..., :20], first)  # the first window is an ordinary generation
+
+
+def test_long_form_with_melody(melody_model):
+    short = short_windows(melody_model, max_duration=0.4)
+    short.set_generation_params(duration=0.9, extend_stride=0.2)
+    melody = torch.sin(torch.arange(20000) / 32000 * 2 * torch.pi * 440)[None]
+    wav, codes = short.generate_with_chroma(["a tune"], [melody], 32000, return_tokens=True, seed=3)
+    assert codes.shape == (1, 4, 45)
+
+
+def test_progress_callback_counts_every_step(model):
+    calls = []
+    model.set_custom_progress_callback(lambda done, total: calls.append((done, total)))
+    try:
+        model.set_generation_params(duration=0.2)
+        model.generate(["x"], seed=0)
+    finally:
+        model.set_custom_progress_callback(None)
+    assert [d for d, _ in calls] == list(range(1, len(calls) + 1))
+    assert calls[-1][0] == calls[-1][1] == 10 + 3  # 10 frames + 3 delay steps
+
+
+def test_stream_equals_generate(model):
+    model.set_generation_params(duration=0.6)
+    full = model.generate(["rock"], seed=7)
+    chunks = list(model.stream(["rock"], seed=7, chunk_duration=0.1, left_context=None))
+    assert len(chunks) > 3
+    torch.testing.assert_close(torch.cat(chunks, dim=-1), full, atol=1e-5, rtol=0)
+    bounded = torch.cat(list(model.stream(["rock"], seed=7, chunk_duration=0.1, left_context=0.2)), dim=-1)
+    assert bounded.shape == full.shape
+
+
+def test_unconditional(model):
+    model.set_generation_params(duration=0.2)
+    wav = model.generate_unconditional(3, seed=0)
+    assert wav.shape == (3, 1, 10 * 640) and torch.isfinite(wav).all()
+
+
+def test_melody_batch_with_missing_and_unequal_melodies(melody_model):
+    melody_model.set_generation_params(duration=0.2)
+    melodies = [torch.randn(1, 40000) * 0.1, None, torch.randn(2, 9000) * 0.1]
+    wav = melody_model.generate_with_chroma(["a", "b", "c"], melodies, 32000, seed=0)
+    assert wav.shape == (3, 1, 10 * 640)
+
+
+def test_melody_errors(model, melody_model):
+    with pytest.raises(ValueError, match="is not a melody model"):
+        model.generate_with_chroma(["a"], [torch.randn(1, 1000)], 32000)
+    with pytest.raises(ValueError, match="got 2 melodies for 1 descriptions"):
+        melody_model.generate_with_chroma(["a"], [torch.randn(1, 1000)] * 2, 32000)
+
+
+def test_cfg_coef_one_skips_the_unconditional_pass(model):
+    calls = []
+    handle = model.lm.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    try:
+        model.set_generation_params(duration=0.1, cfg_coef=1.0)
+        model.generate(["a", "b"], seed=0)
+        model.set_generation_params(duration=0.1, cfg_coef=3.0)
+        model.generate(["a", "b"], seed=0)
+    finally:
+        handle.remove()
+    n = len(calls) // 2
+    assert set(calls[:n]) == {2} and set(calls[n:]) == {4}
