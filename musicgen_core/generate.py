@@ -66,7 +66,8 @@ class MusicGen:
 
     def __init__(self, lm: MusicLM, codec: Codec, text_encoder: TextEncoder | None, config: MusicGenConfig,
                  name: str = "musicgen"):
-        self.lm, self.compression_model, self.text_encoder = lm.eval(), codec.eval(), text_encoder
+        self.lm, self.compression_model = lm.eval().requires_grad_(False), codec.eval().requires_grad_(False)
+        self.text_encoder = text_encoder
         self.config, self.name = config, name
         self.pattern = get_pattern(config.lm.pattern, config.lm.n_q, **dict(config.lm.pattern_kwargs))
         self.chroma = ChromaExtractor(sample_rate=codec.sample_rate).to(self.device) if config.lm.chroma else None
@@ -227,6 +228,7 @@ class MusicGen:
             offset += stride
         return plan
 
+    @torch.no_grad()
     def _frame_stream(self, descriptions, melodies, prompt_codes, generator,
                       callback: Callable[[int, int], None] | None) -> Iterator[torch.Tensor]:
         """Yield codes [B, K, n] of newly completed frames, in order, the prompt's first."""
@@ -256,18 +258,15 @@ class MusicGen:
         for offset, n_frames, _ in plan:
             ctx = self._context(descriptions, melodies, offset / self.frame_rate if len(plan) > 1 else None, cfg)
             window_prompt = None if history is None else history[..., offset:]
-            for new in self._window(ctx, window_prompt, n_frames, cfg, generator, on_step):
+            for new in self._window(ctx, window_prompt, n_frames, B, cfg, generator, on_step):
                 history = new if history is None else torch.cat([history, new], dim=-1)
                 yield new
 
-    @torch.no_grad()
-    def _window(self, ctx: Context, prompt: torch.Tensor | None, n_frames: int, cfg: bool,
+    def _window(self, ctx: Context, prompt: torch.Tensor | None, n_frames: int, B: int, cfg: bool,
                 generator: torch.Generator, on_step: Callable[[], None]) -> Iterator[torch.Tensor]:
         """One window of at most max_duration: yields newly completed frames after the prompt."""
         lm, p = self.lm, self.params
         K, special = lm.cfg.n_q, lm.cfg.special_token
-        B = ctx.prefix.shape[0] if ctx.prefix is not None else ctx.cross_kv[0][0].shape[0]
-        B = B // 2 if cfg else B
         prompt_len = 0 if prompt is None else prompt.shape[-1]
         codes = torch.full((B, K, n_frames), -1, dtype=torch.long, device=self.device)
         if prompt is not None:
@@ -277,7 +276,7 @@ class MusicGen:
         steps = frame_steps(self.pattern, K, n_frames).to(self.device)  # [K, T]
         ready = steps.max(dim=0).values.tolist()  # frame t is complete once step ready[t] is sampled
         start = self.pattern.first_step_with_timestep(prompt_len)
-        cache = lm.new_cache(seq.shape[0] * (2 if cfg else 1), ctx.prefix_len + S)
+        cache = lm.new_cache(B * (2 if cfg else 1), ctx.prefix_len + S)
         emitted, prev = prompt_len, 0
         for offset in range(start, S):
             x = seq[..., prev:offset]

@@ -41,6 +41,9 @@ def audiocraft_lm_keys(hf_sd: dict, n_q: int) -> dict:
     out["out_norm.bias"] = hf_sd["decoder.model.decoder.layer_norm.bias"]
     for p in ("weight", "bias"):
         out[f"condition_provider.conditioners.description.output_proj.{p}"] = hf_sd[f"enc_to_dec_proj.{p}"]
+        if f"audio_enc_to_dec_proj.{p}" in hf_sd:  # melody: chroma projection (+ the STFT window buffer)
+            out[f"condition_provider.conditioners.self_wav.output_proj.{p}"] = hf_sd[f"audio_enc_to_dec_proj.{p}"]
+            out["condition_provider.conditioners.self_wav.chroma.spec.window"] = torch.hann_window(16384)
     return out
 
 
@@ -64,16 +67,15 @@ def audiocraft_codec_keys(hf_sd: dict) -> dict:
     return out
 
 
-@pytest.fixture(scope="module")
-def audiocraft_dir(hf_musicgen_dir, bert_tokenizer, tmp_path_factory):
-    hf, _ = hf_musicgen_dir
-    folder = tmp_path_factory.mktemp("audiocraft")
+def write_audiocraft(hf, tokenizer, folder, melody: bool = False):
+    """Save a transformers model's random weights in audiocraft's layout (state_dict.bin + compression_state_dict)."""
     sd = hf.state_dict()
     lm_cfg = {"transformer_lm": {"dim": 64, "num_heads": 4, "num_layers": 2, "hidden_scale": 4, "n_q": 4,
                                  "card": 2048},
               "codebooks_pattern": {"modeling": "delay", "delay": {"delays": [0, 1, 2, 3], "flatten_first": 0,
                                                                    "empty_initial": 0}},
-              "conditioners": {"description": {"model": "t5", "t5": {"name": "t5-base"}}},
+              "conditioners": {"description": {"model": "t5", "t5": {"name": "t5-base"}},
+                               **({"self_wav": {"model": "chroma_stem"}} if melody else {})},
               "dataset": {"segment_duration": 30}, "channels": 1, "sample_rate": 32000}
     codec_cfg = {"sample_rate": 32000, "channels": 1, "encodec": {"causal": False},
                  "seanet": {"dimension": 16, "n_filters": 4, "ratios": [8, 5, 4, 4], "n_residual_layers": 1,
@@ -85,8 +87,33 @@ def audiocraft_dir(hf_musicgen_dir, bert_tokenizer, tmp_path_factory):
     torch.save({"best_state": audiocraft_codec_keys(sd), "xp.cfg": yaml.safe_dump(codec_cfg), "version": "1.4",
                 "exported": True}, folder / "compression_state_dict.bin")
     hf.text_encoder.save_pretrained(folder / "text_encoder")
-    bert_tokenizer.save_pretrained(folder / "text_encoder")
+    tokenizer.save_pretrained(folder / "text_encoder")
     return folder
+
+
+@pytest.fixture(scope="module")
+def audiocraft_dir(hf_musicgen_dir, bert_tokenizer, tmp_path_factory):
+    return write_audiocraft(hf_musicgen_dir[0], bert_tokenizer, tmp_path_factory.mktemp("audiocraft"))
+
+
+def test_audiocraft_melody_format(hf_melody_dir, bert_tokenizer, tmp_path):
+    ac = MusicGen.from_pretrained(write_audiocraft(hf_melody_dir[0], bert_tokenizer, tmp_path, melody=True), "cpu")
+    hf = MusicGen.from_pretrained(hf_melody_dir[1], device="cpu")
+    assert ac.config.lm.chroma and not ac.config.lm.cross_attention and ac.config.lm.chroma_length == 235
+    melody = [torch.sin(torch.arange(32000) / 32000 * 2 * torch.pi * 330.0)[None]]
+    for m in (ac, hf):
+        m.set_generation_params(duration=0.2, use_sampling=False)
+    assert torch.equal(ac.generate_with_chroma(PROMPT, melody, 32000, return_tokens=True)[1],
+                       hf.generate_with_chroma(PROMPT, melody, 32000, return_tokens=True)[1])
+
+
+def test_sharded_transformers_checkpoint(hf_musicgen_dir, bert_tokenizer, tmp_path):
+    hf, folder = hf_musicgen_dir
+    hf.save_pretrained(tmp_path, max_shard_size="200KB")
+    bert_tokenizer.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors.index.json").is_file()
+    a = greedy(MusicGen.from_pretrained(tmp_path, device="cpu"), PROMPT)[1]
+    assert torch.equal(a, greedy(MusicGen.from_pretrained(folder, device="cpu"), PROMPT)[1])
 
 
 def greedy(model: MusicGen, prompts, duration=0.3):
