@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("dst")
     c.set_defaults(func=_convert)
 
+    from .train import codec as train_codec
+
+    train_codec.add_cli(sub)
+
     args = parser.parse_args(argv)
     try:
         args.func(args)

@@ -32,6 +32,10 @@ class CodecConfig:
     true_skip: bool = True
     n_q: int = 4
     bins: int = 2048
+    decoder: str = "seanet"  # "seanet" (EnCodec's) or "istft" (frame-rate ConvNeXt + inverse STFT, Vocos-style)
+    istft_dim: int = 256
+    istft_layers: int = 8
+    istft_n_fft: int = 2560
 
     @property
     def hop_length(self) -> int:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..configs import CodecConfig
+from .istft import ISTFTDecoder
 from .quantizer import ResidualVectorQuantizer
 from .seanet import SEANetDecoder, SEANetEncoder, remove_weight_norm
 
@@ -33,7 +34,9 @@ class Codec(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = SEANetEncoder(cfg)
-        self.decoder = SEANetDecoder(cfg)
+        if cfg.decoder not in ("seanet", "istft"):
+            raise ValueError(f"unknown codec decoder {cfg.decoder!r} (expected 'seanet' or 'istft')")
+        self.decoder = SEANetDecoder(cfg) if cfg.decoder == "seanet" else ISTFTDecoder(cfg)
         self.quantizer = ResidualVectorQuantizer(cfg.dimension, cfg.n_q, cfg.bins)
 
     @property

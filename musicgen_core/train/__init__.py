@@ -1,0 +1,1 @@
+"""Training: synthetic corpus, codec and LM trainers, losses."""

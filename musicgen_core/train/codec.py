@@ -1,0 +1,286 @@
+"""Codec trainer (`musicgen train-codec`): fresh synthetic clips every step, resumable, one script for a single CPU
+process and for torchrun/DDP on GPUs.
+
+Losses (EnCodec §3.4): multi-resolution mel + STFT reconstruction, time-domain L1, RVQ commitment (EMA codebooks with
+dead-code restarts live in the quantiser), and, once reconstruction is stable, a multi-scale STFT discriminator with
+hinge and feature-matching losses. Checkpoints are written atomically to `run_dir/latest.pt` every few minutes; a
+run resumes from there, or warm-starts from shipped weights when its folder is gone.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from ..codec import Codec
+from ..conditioning.chroma import ChromaExtractor
+from ..configs import CodecConfig
+from .losses import (MultiResolutionMelLoss, MultiResolutionSTFTLoss, MultiScaleSTFTDiscriminator, discriminator_loss,
+                     generator_losses, si_sdr)
+
+
+@dataclass(frozen=True)
+class CodecTrainConfig:
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    batch_size: int = 8
+    segment: float = 1.0  # seconds per training crop
+    clips_per_batch: int = 2  # each rendered clip gives batch_size / clips_per_batch crops
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    adv_start: int = 4000  # steps of reconstruction-only training before the discriminator joins
+    disc_filters: int = 32
+    disc_ffts: tuple[int, ...] = (1024, 2048, 512, 256, 128)
+    w_mel: float = 15.0
+    w_stft: float = 1.0
+    w_l1: float = 1.0
+    w_commit: float = 1.0
+    w_adv: float = 1.0
+    w_feat: float = 2.0
+    log_every: int = 50
+    val_every: int = 1000
+    ckpt_minutes: float = 5.0
+    val_clips: int = 24
+    val_duration: float = 4.0
+    workers: int = 1
+    seed: int = 0
+
+
+_SMALL = CodecConfig(n_filters=16)
+PRESETS = {  # CPU presets are measured to fit a 2-core machine; "gpu" is the official EnCodec width
+    "cpu-seanet": CodecTrainConfig(codec=_SMALL, disc_filters=16, disc_ffts=(1024, 512, 256)),
+    "cpu-istft": CodecTrainConfig(codec=dataclasses.replace(_SMALL, decoder="istft"), disc_filters=16,
+                                  disc_ffts=(1024, 512, 256)),
+    "gpu": CodecTrainConfig(codec=CodecConfig(n_filters=32), batch_size=32, clips_per_batch=8, workers=12,
+                            adv_start=2000),
+}
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+class TrainBatches(torch.utils.data.IterableDataset):
+    """Batches [B, 1, segment] of random crops from freshly rendered clips; the stream is a pure function of
+    (seed, step, rank), so a resumed run continues where it stopped and workers never repeat each other."""
+
+    def __init__(self, cfg: CodecTrainConfig, start_step: int, rank: int = 0, world: int = 1):
+        super().__init__()
+        self.cfg, self.start_step, self.rank, self.world = cfg, start_step, rank, world
+
+    def __iter__(self):
+        from .data import make_example
+
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        cfg, sr = self.cfg, self.cfg.codec.sample_rate
+        n = int(cfg.segment * sr)
+        per_clip = cfg.batch_size // cfg.clips_per_batch
+        step = self.start_step + wid
+        while True:
+            rng = np.random.default_rng([cfg.seed, step, self.rank])
+            crops = []
+            for c in range(cfg.clips_per_batch):
+                seed = ((step * self.world + self.rank) * cfg.clips_per_batch + c) % 2**31
+                audio = make_example(seed, duration=max(4.0, 2 * cfg.segment), split="train").audio
+                starts = rng.integers(0, len(audio) - n, per_clip)
+                crops += [audio[s:s + n] for s in starts]
+            yield torch.from_numpy(np.stack(crops))[:, None].float()
+            step += nw
+
+
+def validation_set(cfg: CodecTrainConfig) -> torch.Tensor:
+    """The held-out clips [N, 1, T] (validation seeds never appear in training)."""
+    from .data import make_example
+
+    clips = [make_example(i, duration=cfg.val_duration, split="valid").audio for i in range(cfg.val_clips)]
+    return torch.from_numpy(np.stack(clips))[:, None].float()
+
+
+# --- evaluation ---------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(codec: Codec, clips: torch.Tensor, batch: int = 8) -> dict[str, float]:
+    """Held-out reconstruction metrics: mel distance, SI-SDR, chroma cosine, codebook usage and perplexity."""
+    codec.eval()
+    mel, chroma = MultiResolutionMelLoss(codec.sample_rate).to(clips.device), ChromaExtractor(argmax=False)
+    mel_d, sdr, cos, codes_all = [], [], [], []
+    for x in clips.split(batch):
+        codes = codec.encode(x)
+        y = codec.decode(codes)[..., :x.shape[-1]]
+        mel_d.append(float(mel(y, x)))
+        sdr.append(si_sdr(y, x).mean().item())
+        cx, cy = chroma.to(x.device)(x[:, 0]), chroma(y[:, 0])
+        cos.append(F.cosine_similarity(cx, cy, dim=-1, eps=1e-8).mean().item())
+        codes_all.append(codes.transpose(0, 1).flatten(1))  # [K, B * F]
+    codes_all = torch.cat(codes_all, dim=1)
+    out = {"mel": float(np.mean(mel_d)), "si_sdr": float(np.mean(sdr)), "chroma_cos": float(np.mean(cos))}
+    for k, c in enumerate(codes_all):
+        p = torch.bincount(c, minlength=codec.cardinality).float() / c.numel()
+        out[f"usage{k}"] = (p > 0).float().mean().item()
+        out[f"ppl{k}"] = math.exp(-(p[p > 0] * p[p > 0].log()).sum().item())
+    codec.train()
+    return out
+
+
+# --- checkpoints --------------------------------------------------------------------------------------------------
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temp file in the same folder, then rename: a kill never leaves a corrupt checkpoint."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def export_codec(codec: Codec, folder: Path, dtype=torch.float16) -> Path:
+    """Write inference weights (weight norm folded) as codec.safetensors + codec_config.json."""
+    import copy
+    import json
+
+    from safetensors.torch import save_file
+
+    folded = Codec(codec.cfg)
+    folded.load_state_dict(copy.deepcopy(codec.state_dict()))
+    folded.remove_weight_norm()
+    folder.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.to(dtype).contiguous() for k, v in folded.state_dict().items()
+          if not k.endswith(("embed_avg", "cluster_size", "inited"))}
+    save_file(sd, str(folder / "codec.safetensors"))
+    (folder / "codec_config.json").write_text(json.dumps(dataclasses.asdict(codec.cfg), indent=2))
+    return folder / "codec.safetensors"
+
+
+# --- training loop ------------------------------------------------------------------------------------------------
+def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None, max_steps: int | None = None,
+          device: str | None = None) -> dict[str, float]:
+    ddp = "WORLD_SIZE" in os.environ
+    if ddp:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
+    device = torch.device(device or (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available()
+                                     else "cpu"))
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)  # denormals made small-codec training ~10x slower
+    torch.manual_seed(cfg.seed + rank)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    codec = Codec(cfg.codec).to(device).train()
+    disc = MultiScaleSTFTDiscriminator(cfg.disc_ffts, cfg.disc_filters).to(device).train()
+    opt_g = torch.optim.Adam(codec.parameters(), cfg.lr, betas=cfg.betas)
+    opt_d = torch.optim.Adam(disc.parameters(), cfg.lr, betas=cfg.betas)
+    step, elapsed = 0, 0.0
+    ckpt = run_dir / "latest.pt"
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        codec.load_state_dict(state["codec"])
+        disc.load_state_dict(state["disc"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        step, elapsed = state["step"], state["elapsed"]
+        print(f"resumed from {ckpt} at step {step} ({elapsed / 60:.1f} min)", flush=True)
+    model = torch.nn.parallel.DistributedDataParallel(codec) if ddp else codec
+    dmodel = torch.nn.parallel.DistributedDataParallel(disc) if ddp else disc
+    mel_loss, stft_loss = MultiResolutionMelLoss(cfg.codec.sample_rate).to(device), MultiResolutionSTFTLoss()
+    val = validation_set(cfg).to(device) if rank == 0 else None
+    loader = torch.utils.data.DataLoader(TrainBatches(cfg, step, rank, world), batch_size=None,
+                                         num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
+                                         persistent_workers=bool(cfg.workers))
+    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu",
+                                                                                                     enabled=False)
+    log_file = run_dir / "train.csv"
+    new_log = not log_file.exists()
+    log = csv.writer(open(log_file, "a", newline=""))
+    if new_log and rank == 0:
+        log.writerow(["step", "minutes", "mel", "stft", "l1", "commit", "adv", "feat", "disc", "steps_per_s"])
+    last_ckpt, t0, t_log, metrics = time.time(), time.time(), time.time(), {}
+
+    def save():
+        if rank == 0:
+            atomic_save({"codec": codec.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
+                         "opt_d": opt_d.state_dict(), "step": step, "elapsed": elapsed,
+                         "config": dataclasses.asdict(cfg)}, ckpt)
+
+    for x in loader:
+        x = x.to(device, non_blocking=True)
+        with autocast:
+            out = model(x)
+        y = out.wav.float()
+        losses = {"mel": mel_loss(y, x), "stft": stft_loss(y, x), "l1": F.l1_loss(y, x), "commit": out.penalty}
+        adversarial = step >= cfg.adv_start
+        if adversarial:
+            with autocast:
+                d_loss = discriminator_loss(dmodel(x), dmodel(y.detach()))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            with autocast:
+                losses["adv"], losses["feat"] = generator_losses(dmodel(x), dmodel(y))
+            losses["disc"] = d_loss.detach()
+        total = sum(getattr(cfg, f"w_{k}") * v for k, v in losses.items() if k != "disc")
+        opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        opt_g.step()
+        step += 1
+        now = time.time()
+        elapsed += now - t0
+        t0 = now
+        if rank == 0 and step % cfg.log_every == 0:
+            rate = cfg.log_every / (now - t_log)
+            t_log = now
+            row = [step, round(elapsed / 60, 2)] + [round(float(losses[k]), 4) if k in losses else ""
+                                                   for k in ("mel", "stft", "l1", "commit", "adv", "feat", "disc")]
+            log.writerow(row + [round(rate, 3)])
+            print(" ".join(f"{h}={v}" for h, v in zip(["step", "min", "mel", "stft", "l1", "commit", "adv", "feat",
+                                                         "disc"], row) if v != "") + f" steps/s={rate:.2f}",
+                  flush=True)
+        if rank == 0 and step % cfg.val_every == 0:
+            metrics = evaluate(codec, val)
+            write_val(run_dir / "valid.csv", step, elapsed, metrics)
+        done = (max_steps is not None and step >= max_steps) or (max_minutes and elapsed >= max_minutes * 60)
+        if done or now - last_ckpt > cfg.ckpt_minutes * 60:
+            save()
+            last_ckpt = now
+        if done:
+            break
+    if rank == 0:
+        metrics = evaluate(codec, val)
+        write_val(run_dir / "valid.csv", step, elapsed, metrics)
+    if ddp:
+        dist.destroy_process_group()
+    return metrics
+
+
+def write_val(path: Path, step: int, elapsed: float, metrics: dict[str, float]) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(["step", "minutes", *metrics])
+        w.writerow([step, round(elapsed / 60, 2), *(round(v, 4) for v in metrics.values())])
+    print("valid " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser("train-codec", help="train the audio tokenizer on the synthetic corpus (resumable)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu-istft")
+    p.add_argument("--run-dir", default="runs/codec")
+    p.add_argument("--minutes", type=float, default=None, help="stop after this much training time")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is stable on a shared 2-core CPU)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--export", default=None, help="after training, write codec.safetensors to this folder")
+
+    def run(args: argparse.Namespace) -> None:
+        torch.set_num_threads(args.threads)
+        train(PRESETS[args.preset], Path(args.run_dir), args.minutes, args.steps, args.device)
+        if args.export:
+            state = torch.load(Path(args.run_dir) / "latest.pt", map_location="cpu", weights_only=True)
+            codec = Codec(PRESETS[args.preset].codec)
+            codec.load_state_dict(state["codec"])
+            print(f"wrote {export_codec(codec, Path(args.export))}")
+
+    p.set_defaults(func=run)
