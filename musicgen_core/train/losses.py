@@ -96,7 +96,8 @@ def discriminator_loss(real: list, fake: list) -> torch.Tensor:
 
 
 def generator_losses(real: list, fake: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """(adversarial hinge loss -D(y_hat), L1 feature matching normalised by the real features' magnitude)."""
+    """(adversarial hinge loss relu(1 - D(y_hat)), L1 feature matching normalised by the real features' magnitude).
+    The real features are treated as constants."""
     adv = sum(F.relu(1 - f).mean() for f, _ in fake) / len(fake)
     feat = 0.0
     for (_, real_feats), (_, fake_feats) in zip(real, fake):
