@@ -58,9 +58,9 @@ class CodecTrainConfig:
 
 _SMALL = CodecConfig(n_filters=16)
 PRESETS = {  # CPU presets are measured to fit a 2-core machine; "gpu" is the official EnCodec width
-    "cpu-seanet": CodecTrainConfig(codec=_SMALL, disc_filters=8, disc_ffts=(1024, 256), disc_items=4),
+    "cpu-seanet": CodecTrainConfig(codec=_SMALL, disc_filters=8, disc_ffts=(1024, 256), disc_items=4, val_every=500),
     "cpu-istft": CodecTrainConfig(codec=dataclasses.replace(_SMALL, decoder="istft"), disc_filters=8,
-                                  disc_ffts=(1024, 256), disc_items=4),
+                                  disc_ffts=(1024, 256), disc_items=4, val_every=500),
     "gpu": CodecTrainConfig(codec=CodecConfig(n_filters=32), batch_size=32, clips_per_batch=8, workers=12,
                             adv_start=2000),
 }
@@ -234,7 +234,7 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
         if rank == 0 and step % cfg.log_every == 0:
             rate = cfg.log_every / (now - t_log)
             t_log = now
-            row = [step, round(elapsed / 60, 2)] + [round(float(losses[k]), 4) if k in losses else ""
+            row = [step, round(elapsed / 60, 2)] + [round(losses[k].item(), 4) if k in losses else ""
                                                    for k in ("mel", "stft", "l1", "commit", "adv", "feat", "disc")]
             log.writerow(row + [round(rate, 3)])
             print(" ".join(f"{h}={v}" for h, v in zip(["step", "min", "mel", "stft", "l1", "commit", "adv", "feat",
