@@ -69,8 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("dst")
     c.set_defaults(func=_convert)
 
-    from .train import codec as train_codec
+    from .train import codec as train_codec, data as train_data
 
+    train_data.add_cli(sub)
     train_codec.add_cli(sub)
 
     args = parser.parse_args(argv)
