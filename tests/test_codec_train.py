@@ -65,3 +65,18 @@ def test_short_run_resumes(tmp_path):
     assert torch.load(tmp_path / "latest.pt", weights_only=True)["step"] == 5
     rows = (tmp_path / "train.csv").read_text().splitlines()
     assert rows[0].startswith("step,") and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5"]
+
+
+def test_warm_start_from_exported_weights_is_exact(tmp_path):
+    codec = Codec(TINY)
+    for layer in codec.quantizer.layers:
+        layer.embed.normal_()
+    from safetensors.torch import load_file
+
+    path = trainer.export_codec(codec, tmp_path, dtype=torch.float32)
+    warm = Codec(TINY)
+    warm.load_state_dict(trainer.warm_start_state(warm, load_file(path)))
+    x = torch.randn(1, 1, 6400)
+    with torch.no_grad():
+        torch.testing.assert_close(warm.decode(warm.encode(x)), codec.decode(codec.encode(x)), atol=1e-5, rtol=0)
+    assert all(layer.inited.item() == 1 for layer in warm.quantizer.layers)

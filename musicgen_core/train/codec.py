@@ -155,9 +155,31 @@ def export_codec(codec: Codec, folder: Path, dtype=torch.float16) -> Path:
     return folder / "codec.safetensors"
 
 
+def warm_start_state(codec: Codec, folded: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Shipped inference weights (weight norm folded, no EMA statistics) -> a full training state dict for `codec`:
+    each folded weight w becomes v = w, g = |w| (exact), and each codebook restarts its EMA from its entries."""
+    own = codec.state_dict()
+    out = {}
+    for key, value in folded.items():
+        stem = key[: -len("weight")]
+        if key.endswith(".weight") and stem + "parametrizations.weight.original1" in own:
+            out[stem + "parametrizations.weight.original0"] = torch.linalg.vector_norm(
+                value.float(), dim=tuple(range(1, value.dim())), keepdim=True)
+            out[stem + "parametrizations.weight.original1"] = value.float()
+        else:
+            out[key] = value.float()
+    for k in range(codec.n_q):
+        embed = out[f"quantizer.layers.{k}.embed"]
+        out[f"quantizer.layers.{k}.inited"] = torch.ones(1)
+        out[f"quantizer.layers.{k}.cluster_size"] = torch.ones(embed.shape[0])
+        out[f"quantizer.layers.{k}.embed_avg"] = embed.clone()
+    return out
+
+
 # --- training loop ------------------------------------------------------------------------------------------------
 def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None, max_steps: int | None = None,
-          device: str | None = None) -> dict[str, float]:
+          device: str | None = None, warm_start: Path | None = None) -> dict[str, float]:
+    """Train (or resume from run_dir/latest.pt; without one, optionally warm-start from shipped codec weights)."""
     ddp = "WORLD_SIZE" in os.environ
     if ddp:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -183,6 +205,11 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
         opt_d.load_state_dict(state["opt_d"])
         step, elapsed = state["step"], state["elapsed"]
         print(f"resumed from {ckpt} at step {step} ({elapsed / 60:.1f} min)", flush=True)
+    elif warm_start is not None and warm_start.is_file():
+        from safetensors.torch import load_file
+
+        codec.load_state_dict(warm_start_state(codec, load_file(str(warm_start), device=str(device))))
+        print(f"warm-started from {warm_start}", flush=True)
     model = torch.nn.parallel.DistributedDataParallel(codec) if ddp else codec
     dmodel = torch.nn.parallel.DistributedDataParallel(disc) if ddp else disc
     mel_loss, stft_loss = MultiResolutionMelLoss(cfg.codec.sample_rate).to(device), MultiResolutionSTFTLoss()
@@ -276,10 +303,12 @@ def add_cli(subparsers) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is stable on a shared 2-core CPU)")
     p.add_argument("--device", default=None)
     p.add_argument("--export", default=None, help="after training, write codec.safetensors to this folder")
+    p.add_argument("--warm-start", default="assets/default/codec.safetensors",
+                   help="shipped weights to start from when run-dir holds no checkpoint (if the file exists)")
 
     def run(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
-        train(PRESETS[args.preset], Path(args.run_dir), args.minutes, args.steps, args.device)
+        train(PRESETS[args.preset], Path(args.run_dir), args.minutes, args.steps, args.device, Path(args.warm_start))
         if args.export:
             state = torch.load(Path(args.run_dir) / "latest.pt", map_location="cpu", weights_only=True)
             codec = Codec(PRESETS[args.preset].codec)
