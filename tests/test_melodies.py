@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import collections
-import time
 
 import numpy as np
 import pytest
@@ -23,10 +22,8 @@ def _sample(melodies, n, seed=0, chorales=False):
     return [pool[i] for i in np.random.default_rng(seed).choice(len(pool), n, replace=False)]
 
 
-def test_loads_fast_with_plausible_counts(melodies):
-    t = time.perf_counter()
+def test_loads_with_plausible_counts(melodies):
     fresh = load_melodies.__wrapped__(DEFAULT_PATH)
-    assert time.perf_counter() - t < 3.0  # ~0.9 s on the 2-core dev machine; generous for loaded CI
     assert len(fresh) == len(melodies) and load_melodies() is melodies  # cached
     counts = collections.Counter(m.source for m in melodies)
     assert counts["bach"] > 300 and sum(counts.values()) - counts["bach"] > 10_000
