@@ -84,13 +84,16 @@ def test_rvq_training_pass():
 
 def test_dead_codes_restart_on_batch_vectors():
     torch.manual_seed(0)
-    vq = VectorQuantizer(dim=2, bins=4, threshold_ema_dead_code=2.0).train()
+    vq = VectorQuantizer(dim=2, bins=4, dead_after=3).train()
     vq.inited.fill_(1)
     vq.embed.copy_(torch.tensor([[0.0, 0.0], [100, 100], [200, 200], [300, 300]]))
-    vq.cluster_size.copy_(torch.tensor([10.0, 0, 0, 0]))
+    vq.cluster_size.copy_(torch.tensor([10.0, 1, 1, 1]))
     vq.embed_avg.copy_(vq.embed * vq.cluster_size[:, None])
     x = torch.randn(64, 2)
-    vq(x)  # codes 1..3 are never used: they restart at batch vectors
+    vq(x)
+    vq(x)
+    assert (vq.embed[1:].abs() > 50).all()  # unused for 2 steps: still waiting
+    vq(x)  # unused for 3 steps: codes 1..3 restart at batch vectors
     assert all((x == row).all(-1).any() for row in vq.embed[1:])
     vq(x)  # and survive the next EMA step
     assert vq.embed.abs().max() < 10

@@ -4,6 +4,8 @@ Inference: `encode` picks, codebook after codebook, the nearest L2 entry of the 
 written as audiocraft/transformers write it, so ties break identically); `decode` sums the chosen entries.
 Training (`forward` in train mode): k-means init on the first batch, EMA codebook updates (decay 0.99), dead-code
 re-initialisation from the batch, straight-through estimator and commitment loss, as audiocraft's `core_vq.py`.
+A code is dead when no vector picked it for `dead_after` steps: unlike audiocraft's EMA-count threshold, this does not
+depend on the batch size (with small CPU batches every code's EMA count stays below audiocraft's threshold of 2).
 Under torch.distributed the EMA statistics are averaged and random draws taken from rank 0, so replicas stay in sync.
 """
 from __future__ import annotations
@@ -59,14 +61,15 @@ class VectorQuantizer(nn.Module):
     embed_avg [C, D]; only `embed` matters at inference."""
 
     def __init__(self, dim: int, bins: int, decay: float = 0.99, kmeans_iters: int = 50,
-                 threshold_ema_dead_code: float = 2.0, epsilon: float = 1e-5):
+                 dead_after: int = 100, epsilon: float = 1e-5):
         super().__init__()
         self.bins, self.decay, self.kmeans_iters = bins, decay, kmeans_iters
-        self.threshold_ema_dead_code, self.epsilon = threshold_ema_dead_code, epsilon
+        self.dead_after, self.epsilon = dead_after, epsilon
         self.register_buffer("inited", torch.zeros(1))
         self.register_buffer("cluster_size", torch.zeros(bins))
         self.register_buffer("embed", torch.zeros(bins, dim))
         self.register_buffer("embed_avg", torch.zeros(bins, dim))
+        self.register_buffer("idle_steps", torch.zeros(bins, dtype=torch.long), persistent=False)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N]
         return nearest_code(x, self.embed)
@@ -107,19 +110,20 @@ class VectorQuantizer(nn.Module):
         total = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.epsilon) / (total + self.bins * self.epsilon) * total
         self.embed.copy_(self.embed_avg / smoothed[:, None])
-        self._replace_dead_codes_(x)
+        self._replace_dead_codes_(x, counts)
 
-    def _replace_dead_codes_(self, x: torch.Tensor) -> None:
-        """Codes used less than `threshold_ema_dead_code` times (EMA) restart at random batch vectors.
-        Unlike audiocraft, whose replacement is overwritten by the EMA step that follows it, the EMA statistics
-        are reset too, so the new codes survive the next update."""
-        dead = self.cluster_size < self.threshold_ema_dead_code
-        if self.threshold_ema_dead_code <= 0 or not dead.any():
+    def _replace_dead_codes_(self, x: torch.Tensor, counts: torch.Tensor) -> None:
+        """Codes unused for `dead_after` steps restart at random batch vectors, with fresh EMA statistics (weight 1)
+        so that the next EMA steps keep them there until vectors pick them."""
+        self.idle_steps.add_(1).masked_fill_(counts > 0, 0)
+        dead = self.idle_steps >= self.dead_after
+        if self.dead_after <= 0 or not dead.any():
             return
         samples = _broadcast(sample_vectors(x, self.bins))
         self.embed.copy_(torch.where(dead[:, None], samples, self.embed))
-        self.embed_avg.copy_(torch.where(dead[:, None], samples * self.threshold_ema_dead_code, self.embed_avg))
-        self.cluster_size.masked_fill_(dead, self.threshold_ema_dead_code)
+        self.embed_avg.copy_(torch.where(dead[:, None], samples, self.embed_avg))
+        self.cluster_size.masked_fill_(dead, 1.0)
+        self.idle_steps.masked_fill_(dead, 0)
 
 
 class ResidualVectorQuantizer(nn.Module):
