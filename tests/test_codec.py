@@ -193,3 +193,14 @@ def test_checkpoint_key_renames():
     hf = {"quantizer.layers.1.codebook.embed": "quantizer.layers.1.embed",
           "decoder.layers.6.conv.weight_g": "decoder.layers.6.conv.parametrizations.weight.original0"}
     assert list(hf_codec_state_dict(dict.fromkeys(hf, t))) == list(hf.values())
+
+
+def test_codebook_usage_stays_high_with_batches_smaller_than_the_codebook():
+    """With 32 vectors a step for 256 codes every EMA count stays far below 1; codes must still not collapse."""
+    torch.manual_seed(0)
+    vq = VectorQuantizer(dim=4, bins=256, dead_after=20).train()
+    for _ in range(300):
+        vq(torch.randn(32, 4))
+    vq.eval()
+    codes = vq.encode(torch.randn(20000, 4))
+    assert torch.unique(codes).numel() > 0.9 * 256
