@@ -69,10 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("dst")
     c.set_defaults(func=_convert)
 
-    from .train import codec as train_codec, data as train_data
+    from .train import codec as train_codec, data as train_data, lm as train_lm, tokens as train_tokens
 
-    train_data.add_cli(sub)
-    train_codec.add_cli(sub)
+    for module in (train_data, train_codec, train_tokens, train_lm):
+        module.add_cli(sub)
 
     args = parser.parse_args(argv)
     try:

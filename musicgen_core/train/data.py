@@ -59,8 +59,10 @@ def _tunes(split: str, style_name: str) -> tuple[tuple, tuple]:
             tuple(m for m in pool if m.voices is not None))
 
 
-def make_example(seed: int, duration: float = 10.0) -> Example:
-    """Compose, render and caption the clip of `seed` (deterministic for a given set of installed SoundFonts)."""
+def make_example(seed: int, duration: float = 10.0, n_captions: int = 1) -> Example:
+    """Compose, render and caption the clip of `seed` (deterministic for a given set of installed SoundFonts).
+    `n_captions` > 1 adds paraphrases (other templates and synonyms) in metadata["captions"], the first being
+    `caption`."""
     rng = np.random.default_rng([seed, 0])
     style = STYLES[rng.integers(len(STYLES))]
     split = "valid" if seed < VALID_SEEDS else "train"
@@ -68,7 +70,8 @@ def make_example(seed: int, duration: float = 10.0) -> Example:
     font = fonts[np.random.default_rng([seed, 1]).integers(len(fonts))]
     piece = compose(rng, style, duration, *_tunes(split, style.name), playable=functools.partial(playable, font))
     audio, lead = render(piece, font, np.random.default_rng([seed, 2]))
-    text = caption(piece, np.random.default_rng([seed, 3]))
+    captions = [caption(piece, np.random.default_rng([seed, 3] + [i] * (i > 0))) for i in range(n_captions)]
+    text = captions[0]
     metadata = dict(
         seed=int(seed), split=split, caption=text, duration=duration, sample_rate=SAMPLE_RATE, style=piece.style,
         bpm=piece.bpm, meter=list(piece.meter), tonic=piece.tonic, mode=piece.mode,
@@ -78,6 +81,7 @@ def make_example(seed: int, duration: float = 10.0) -> Example:
         lead_program=piece.lead_program, lead_instrument=instrument_name(piece.lead_program),
         voice_lead=piece.voice_lead, melody_source=piece.melody_source, melody_title=piece.melody_title,
         melody=[[p, round(t0, 4), round(t1, 4)] for p, t0, t1 in piece.melody], soundfont=Path(font).name,
+        captions=captions,
     )
     return Example(audio, lead, text, metadata)
 
