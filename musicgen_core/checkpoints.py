@@ -32,8 +32,10 @@ class CheckpointError(ValueError):
 
 
 # --- generic helpers ----------------------------------------------------------------------------------------------
-def load_state_dict_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
-    """load_state_dict that names every missing / unexpected key and every shape mismatch."""
+def load_state_dict_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], what: str,
+                           assign: bool = False) -> None:
+    """load_state_dict that names every missing / unexpected key and every shape mismatch. `assign` adopts the
+    tensors instead of copying them (for modules built on the meta device)."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -44,7 +46,7 @@ def load_state_dict_strict(module: nn.Module, state_dict: dict[str, torch.Tensor
                  for name, keys in (("missing keys", missing), ("unexpected keys", unexpected),
                                     ("shape mismatches", shapes)) if keys]
         raise CheckpointError(f"{what} checkpoint does not match the model: " + "; ".join(parts))
-    module.load_state_dict(state_dict, strict=True)
+    module.load_state_dict(state_dict, strict=True, assign=assign)
 
 
 def read_weights(path: Path) -> dict:
@@ -74,7 +76,8 @@ def _read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def _sub(sd: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    """Take the entries under `prefix` out of sd (so their memory is freed once the model holds them)."""
+    return {k[len(prefix):]: sd.pop(k) for k in [k for k in sd if k.startswith(prefix)]}
 
 
 def _rename(sd: dict, renames: tuple[tuple[str, str], ...]) -> dict:
@@ -104,8 +107,7 @@ def _build_codec(cfg: CodecConfig, state_dict: dict, folded: bool) -> Codec:
 def _build_lm(cfg: LMConfig, state_dict: dict) -> MusicLM:
     with torch.device("meta"):
         lm = MusicLM(cfg)
-    lm.to_empty(device="cpu")
-    load_state_dict_strict(lm, state_dict, "LM")
+    load_state_dict_strict(lm, {k: v.float() for k, v in state_dict.items()}, "LM", assign=True)
     return lm
 
 
@@ -193,8 +195,10 @@ def load_transformers(folder: Path) -> tuple[MusicGenConfig, MusicLM, Codec, Tex
     t5_sd = _sub(sd, "text_encoder.")
     shared = t5_sd.get("shared.weight", t5_sd.get("encoder.embed_tokens.weight"))
     t5_sd.update({"shared.weight": shared, "encoder.embed_tokens.weight": shared})
-    t5 = T5EncoderModel(T5Config(**{k: v for k, v in raw["text_encoder"].items() if k != "model_type"}))
-    load_state_dict_strict(t5, t5_sd, "text encoder")
+    with torch.device("meta"):
+        t5 = T5EncoderModel(T5Config(**{k: v for k, v in raw["text_encoder"].items() if k != "model_type"}))
+    load_state_dict_strict(t5, t5_sd, "text encoder", assign=True)
+    t5.tie_weights()
     return cfg, lm, codec, TextEncoder(t5, AutoTokenizer.from_pretrained(str(folder)))
 
 
