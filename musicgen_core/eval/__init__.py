@@ -1,0 +1,1 @@
+"""Evaluation: objective metrics and reports."""
