@@ -142,8 +142,9 @@ class MusicGen:
 
     def stream(self, descriptions=None, melody_wavs=None, melody_sample_rate: int | None = None,
                prompt: torch.Tensor | None = None, prompt_sample_rate: int | None = None, seed: int | None = None,
-               chunk_duration: float = 0.5, left_context: float | None = 1.0) -> Iterator[torch.Tensor]:
-        """Yield wav chunks [B, C, n] while generating; their concatenation is the whole piece.
+               chunk_duration: float = 0.5, left_context: float | None = 1.0, return_tokens: bool = False):
+        """Yield wav chunks [B, C, n] while generating (with return_tokens: (wav chunk, codes [B, K, f] of the frames
+        it covers)); their concatenation is the whole piece.
 
         Each chunk is decoded with `left_context` seconds of earlier codes (None = all of them) and a few frames of
         look-ahead, so chunk borders are seamless up to the codec's long-range LSTM state.
@@ -155,7 +156,8 @@ class MusicGen:
                                                                   len(descriptions))
         frames = self._frame_stream(descriptions, melodies, prompt_codes, self._generator(seed), self._progress)
         left = None if left_context is None else int(left_context * self.frame_rate)
-        yield from self._decode_stream(frames, max(1, int(chunk_duration * self.frame_rate)), left)
+        for wav, codes in self._decode_stream(frames, max(1, int(chunk_duration * self.frame_rate)), left):
+            yield (wav, codes) if return_tokens else wav
 
     # --- internals ------------------------------------------------------------------------------------------
     def _run(self, descriptions, melodies, prompt_codes, progress, return_tokens, seed):
@@ -298,7 +300,8 @@ class MusicGen:
                 yield seq.gather(2, idx[None].expand(B, -1, -1))
                 emitted = n_ready
 
-    def _decode_stream(self, frames: Iterator[torch.Tensor], chunk: int, left: int | None) -> Iterator[torch.Tensor]:
+    def _decode_stream(self, frames: Iterator[torch.Tensor], chunk: int, left: int | None):
+        """(wav, codes) per chunk of `chunk` frames, decoded with `left` frames of context and a short look-ahead."""
         hop, lookahead = self.compression_model.hop_length, 4
         codes, emitted = None, 0
 
@@ -307,7 +310,7 @@ class MusicGen:
             hi = codes.shape[-1] if final else min(codes.shape[-1], b + lookahead)
             with torch.no_grad():
                 wav = self.compression_model.decode(codes[..., lo:hi])
-            return wav[..., (a - lo) * hop:(b - lo) * hop]
+            return wav[..., (a - lo) * hop:(b - lo) * hop], codes[..., a:b]
 
         for new in frames:
             codes = new if codes is None else torch.cat([codes, new], dim=-1)

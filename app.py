@@ -1,0 +1,73 @@
+"""Launch the MusicGen web demo.
+
+    python app.py [--model CHECKPOINT_DIR ...] [--host HOST] [--port PORT] [--share]
+
+Serves the embedded default model (assets/default), the checkpoint folders given with --model, and those found in
+models/. On a Hugging Face Space (SPACE_ID set) it listens on 0.0.0.0.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_MODEL = ROOT / "assets" / "default"
+MODELS_DIR = ROOT / "models"
+
+
+def is_checkpoint(folder: Path) -> bool:
+    return (folder / "config.json").is_file() or (folder / "state_dict.bin").is_file()
+
+
+def find_models(paths: list[str]) -> dict[str, str | None]:
+    """Display name -> checkpoint folder: the --model folders, the embedded default (None), then models/*."""
+    models: dict[str, str | None] = {}
+
+    def add(folder: Path, value: str | None) -> None:
+        name = folder.resolve().name
+        models[name if name not in models else f"{name} ({folder})"] = value
+
+    for path in paths:
+        add(Path(path), path)
+    if DEFAULT_MODEL.is_dir():
+        add(DEFAULT_MODEL, None)
+    if MODELS_DIR.is_dir():
+        for folder in sorted(p for p in MODELS_DIR.iterdir() if p.is_dir() and is_checkpoint(p)):
+            add(folder, str(folder))
+    return models
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="MusicGen web demo")
+    parser.add_argument("--model", action="append", default=[], metavar="DIR",
+                        help="checkpoint folder to serve (repeatable); default: the embedded model in assets/default")
+    parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1",
+                        help="default: 127.0.0.1, or 0.0.0.0 on a Hugging Face Space (SPACE_ID set)")
+    parser.add_argument("--port", type=int, default=None, help="default: 7860 or the first free port after it")
+    parser.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
+    args = parser.parse_args(argv)
+    for path in args.model:
+        if not Path(path).is_dir():
+            parser.error(f"--model {path}: no such folder")
+
+    models = find_models(args.model)
+    if not models:
+        sys.exit(f"error: the embedded default model is missing: no folder {DEFAULT_MODEL} (it ships with the "
+                 f"trained model). Pass a checkpoint folder with --model DIR, or put checkpoint folders in "
+                 f"{MODELS_DIR}.")
+
+    from demo.ui import ModelCache, build_demo, launch
+
+    cache = ModelCache(models)
+    first = next(iter(models))
+    try:  # load the first model now: a broken checkpoint fails here, and the first visitor does not wait
+        cache.get(first)
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: cannot load model {first!r}: {e}")
+    launch(build_demo(cache), host=args.host, port=args.port, share=args.share)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Validation of user requests: prompt, duration, seed, sampling parameters and input audio.
+
+Pure functions for any front end (the web demo, the CLI): each returns the cleaned value or raises `InputError` with
+a message that says what is wrong and how to fix it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+MAX_PROMPT_CHARS = 1000
+MIN_DURATION, MAX_DURATION = 1.0, 120.0
+MIN_AUDIO_SECONDS, MAX_AUDIO_SECONDS = 0.5, 180.0
+SILENCE_RMS = 1e-3  # -60 dBFS
+MAX_SEED = 2**31 - 1
+# name -> (low, high, default) for the sampling parameters of `MusicGen.set_generation_params`
+SAMPLING_RANGES = {"top_k": (0, 2048, 250), "top_p": (0.0, 1.0, 0.0), "temperature": (0.0, 5.0, 1.0),
+                   "cfg_coef": (0.0, 20.0, 3.0)}
+LABELS = {"top_k": "Top-k", "top_p": "Top-p", "temperature": "Temperature", "cfg_coef": "Classifier-free guidance"}
+
+
+class InputError(ValueError):
+    """A request the user has to change; the message says how."""
+
+
+def _number(value, label: str) -> float:
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
+        raise InputError(f"{label} is empty: enter a number.")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{label} must be a number, got {value!r}.") from None
+    if not math.isfinite(number):
+        raise InputError(f"{label} must be a finite number, got {number}.")
+    return number
+
+
+def check_prompt(prompt: str | None, required: bool = True) -> str | None:
+    """The stripped prompt, or None when it is empty and not `required`."""
+    text = (prompt or "").strip()
+    if not text:
+        if required:
+            raise InputError("The prompt is empty: describe the music you want (e.g. 'calm piano with soft strings').")
+        return None
+    if len(text) > MAX_PROMPT_CHARS:
+        raise InputError(f"The prompt is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}. Shorten it.")
+    return text
+
+
+def check_duration(duration, low: float = MIN_DURATION, high: float = MAX_DURATION) -> float:
+    seconds = _number(duration, "Duration")
+    if not low <= seconds <= high:
+        raise InputError(f"Duration must be between {low:g} and {high:g} seconds, got {seconds:g}.")
+    return seconds
+
+
+def check_seed(seed) -> int | None:
+    """None (or an empty value) means a random seed; otherwise a whole number in [0, 2**31 - 1]."""
+    if seed is None or (isinstance(seed, str) and not seed.strip()):
+        return None
+    number = _number(seed, "Seed")
+    if number != int(number) or not 0 <= number <= MAX_SEED:
+        raise InputError(f"Seed must be a whole number between 0 and {MAX_SEED} (or empty for a random one), "
+                         f"got {number:g}.")
+    return int(number)
+
+
+def check_sampling(top_k, top_p, temperature, cfg_coef) -> dict[str, float | int]:
+    """Keyword arguments for `MusicGen.set_generation_params`: top_k (whole number), top_p, temperature, cfg_coef."""
+    values = {}
+    for name, value in zip(SAMPLING_RANGES, (top_k, top_p, temperature, cfg_coef)):
+        low, high, default = SAMPLING_RANGES[name]
+        number = _number(value, LABELS[name])
+        if not low <= number <= high:
+            raise InputError(f"{LABELS[name]} must be between {low:g} and {high:g} (default {default:g}), "
+                             f"got {number:g}.")
+        if name == "top_k":
+            if number != int(number):
+                raise InputError(f"Top-k must be a whole number, got {number:g}.")
+            number = int(number)
+        values[name] = number
+    return values
+
+
+def check_audio(wav, sample_rate: int, what: str = "The melody") -> tuple[torch.Tensor, list[str]]:
+    """Validate audio of any channel count and sample rate -> (float32 wav [C, T] with peak <= 1, notes).
+
+    `wav` is [T] or [C, T] (numpy or torch; integer PCM is scaled to [-1, 1]). Raises InputError for empty, too
+    short, too long, silent or non-finite audio and unusable sample rates; `notes` are warnings about audio that is
+    usable but poor (clipped).
+    """
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) \
+            or not 1000 <= sample_rate <= 384000:
+        raise InputError(f"{what} has an unsupported sample rate ({sample_rate} Hz): use 8-192 kHz audio.")
+    array = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
+    if array.dtype.kind in "iu":
+        info = np.iinfo(array.dtype)
+        array = (array.astype(np.float64) - (info.max + 1 + info.min) / 2) / ((info.max - info.min + 1) / 2)
+    elif array.dtype.kind != "f":
+        raise InputError(f"{what} is not audio (data type {array.dtype}).")
+    array = array.astype(np.float32)
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise InputError(f"{what} has an unexpected shape {array.shape}: expected [samples] or [channels, samples].")
+    seconds = array.shape[1] / sample_rate
+    if seconds < MIN_AUDIO_SECONDS:
+        raise InputError(f"{what} is too short ({seconds:.2f} s): record or upload at least "
+                         f"{MIN_AUDIO_SECONDS:g} s.")
+    if seconds > MAX_AUDIO_SECONDS:
+        raise InputError(f"{what} is too long ({seconds:.0f} s); the limit is {MAX_AUDIO_SECONDS:.0f} s "
+                         f"({MAX_AUDIO_SECONDS / 60:g} min): trim it first.")
+    if not np.isfinite(array).all():
+        raise InputError(f"{what} contains invalid samples (NaN or infinity): the file is corrupt, export it again.")
+    rms = float(np.sqrt(np.mean(np.square(array, dtype=np.float64))))
+    if rms < SILENCE_RMS:
+        level = f"{20 * math.log10(rms):.0f} dBFS" if rms > 0 else "all samples are zero"
+        raise InputError(f"{what} is silent ({level}): record closer to the microphone or upload another file.")
+    notes = []
+    peak = float(np.abs(array).max())
+    clipped = float(np.mean(np.abs(array) >= 0.999))
+    if clipped > 0.001:
+        notes.append(f"{what} is clipped ({clipped:.1%} of samples at full scale); it is used as is, but a cleaner "
+                     "recording works better.")
+    if peak > 1.0:
+        array = array / peak
+    return torch.from_numpy(array), notes
+
+
+def check_continuation(prompt_seconds: float, duration: float, max_duration: float) -> None:
+    """Audio to continue must leave at least half a second to generate and fit in one model window."""
+    if prompt_seconds > max_duration - 0.5:
+        raise InputError(f"The audio to continue is {prompt_seconds:.1f} s long; this model continues at most "
+                         f"{max_duration - 0.5:g} s: trim it.")
+    if prompt_seconds + 0.5 > duration:
+        raise InputError(f"The audio to continue is {prompt_seconds:.1f} s long: set the duration to at least "
+                         f"{math.ceil(prompt_seconds + 0.5)} s, or trim the audio.")

@@ -1,0 +1,233 @@
+"""The web demo end to end: gradio_client against a launched server with tiny random models, the input validation
+behind it, and app.py's command line."""
+from __future__ import annotations
+
+import glob
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from gradio_client import Client, handle_file
+
+import app
+from demo import ui
+from musicgen_core import validation as v
+
+HUM = str(ui.EXAMPLES / "ode_to_joy_hum.wav")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(demo):
+    port = free_port()
+    ui.launch(demo, port=port, prevent_thread_lock=True, quiet=True)
+    return Client(f"http://127.0.0.1:{port}/", verbose=False)
+
+
+@pytest.fixture(scope="module")
+def cache(hf_musicgen_dir, hf_melody_dir):
+    return ui.ModelCache({"tiny": str(hf_musicgen_dir[1]), "tiny-melody": str(hf_melody_dir[1])}, max_loaded=2)
+
+
+@pytest.fixture(scope="module")
+def client(cache):
+    demo = ui.build_demo(cache)  # streams when ffmpeg is installed, as deployed
+    yield serve(demo)
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def audio_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("audio")
+    t = np.arange(32000) / 32000
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t)
+    files = {"silent.wav": (np.zeros(16000), 16000), "short.wav": (tone[:6400], 32000),
+             "long.wav": (0.3 * np.sin(np.arange(181 * 1000)), 1000),
+             "tone_3ch_8k.wav": (np.stack([tone[::4]] * 3, axis=1), 8000)}
+    for name, (data, sr) in files.items():
+        sf.write(folder / name, data, sr, subtype="PCM_16")
+    bad = tone.copy()
+    bad[100] = np.nan
+    sf.write(folder / "nan.wav", bad, 32000, subtype="FLOAT")
+    (folder / "notes.wav").write_text("these are not audio samples")
+    with open(folder / "huge.wav", "wb") as f:  # over the 20 MB upload limit
+        f.truncate(21 * 1024 * 1024)
+    return {name: str(folder / name) for name in [*files, "nan.wav", "notes.wav", "huge.wav"]}
+
+
+def read(path) -> tuple[np.ndarray, int]:
+    data, sr = sf.read(path, dtype="float32", always_2d=True)
+    return data.T, sr
+
+
+# --- validation (pure functions) -----------------------------------------------------------------------------------
+def test_request_validation():
+    assert v.check_prompt("  jazz  ") == "jazz" and v.check_prompt(" ", required=False) is None
+    assert v.check_duration("7") == 7.0 and v.check_seed("") is None and v.check_seed(" 42 ") == 42
+    assert v.check_sampling(250.0, 0, 1, 3) == {"top_k": 250, "top_p": 0.0, "temperature": 1.0, "cfg_coef": 3.0}
+    for call, message in [(lambda: v.check_prompt(" \n "), "prompt is empty"),
+                          (lambda: v.check_prompt("x" * 1001), "1001 characters"),
+                          (lambda: v.check_duration(0.5), "between 1 and 120"),
+                          (lambda: v.check_duration(float("nan")), "finite"),
+                          (lambda: v.check_duration(None), "Duration is empty"),
+                          (lambda: v.check_seed(-1), "whole number"),
+                          (lambda: v.check_seed("abc"), "must be a number"),
+                          (lambda: v.check_sampling(-1, 0, 1, 3), "Top-k must be between 0 and 2048"),
+                          (lambda: v.check_sampling(2.5, 0, 1, 3), "Top-k must be a whole number"),
+                          (lambda: v.check_sampling(250, 1.5, 1, 3), "Top-p must be between 0 and 1"),
+                          (lambda: v.check_sampling(250, 0, float("inf"), 3), "Temperature must be a finite"),
+                          (lambda: v.check_sampling(250, 0, 1, None), "guidance is empty"),
+                          (lambda: v.check_continuation(5.0, 4.0, 30.0), "at least 6 s"),
+                          (lambda: v.check_continuation(31.0, 60.0, 30.0), "at most 29.5 s")]:
+        with pytest.raises(v.InputError, match=message):
+            call()
+
+
+def test_audio_validation_converts_and_rejects():
+    pcm = (np.sin(np.arange(48000) / 5) * 20000).astype(np.int16)
+    wav, notes = v.check_audio(np.stack([pcm, pcm]), 48000)  # int16 stereo at 48 kHz: accepted as float [C, T]
+    assert wav.dtype == torch.float32 and wav.shape == (2, 48000) and abs(wav.abs().max() - 20000 / 32768) < 1e-3
+    assert notes == []
+    loud, notes = v.check_audio(np.clip(np.sin(np.arange(8000) / 3) * 3, -2, 2), 8000)  # clipped, peak 2
+    assert loud.abs().max() == pytest.approx(1.0) and "clipped" in notes[0]
+    tone = np.sin(np.arange(16000) / 4).astype(np.float32)
+    for wav, sr, message in [(tone[:4000], 16000, "too short"), (np.zeros(16000), 16000, "silent"),
+                             (np.tile(tone, 200), 16000, "too long"), (np.r_[tone, np.nan], 16000, "NaN"),
+                             (tone, 500, "sample rate"), (tone.astype(bool), 16000, "not audio")]:
+        with pytest.raises(v.InputError, match=message):
+            v.check_audio(wav, sr)
+
+
+# --- app.py ----------------------------------------------------------------------------------------------------------
+def test_app_without_default_model_names_the_missing_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(app, "DEFAULT_MODEL", tmp_path / "assets" / "default")
+    monkeypatch.setattr(app, "MODELS_DIR", tmp_path / "models")
+    with pytest.raises(SystemExit) as exit_info:
+        app.main([])
+    assert "default model is missing" in str(exit_info.value) and "assets/default" in str(exit_info.value)
+    with pytest.raises(SystemExit):
+        app.main(["--model", str(tmp_path / "nowhere")])
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_app_finds_models(tmp_path, monkeypatch):
+    for folder in ("assets/default", "models/melody-ft", "models/not-a-checkpoint", "mine"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "models/melody-ft/config.json").write_text("{}")
+    monkeypatch.setattr(app, "DEFAULT_MODEL", tmp_path / "assets" / "default")
+    monkeypatch.setattr(app, "MODELS_DIR", tmp_path / "models")
+    models = app.find_models([str(tmp_path / "mine")])
+    assert models == {"mine": str(tmp_path / "mine"), "default": None,
+                      "melody-ft": str(tmp_path / "models/melody-ft")}
+
+
+# --- end to end with gradio_client ---------------------------------------------------------------------------------
+def test_api_signature(client):
+    info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/generate"]
+    names = [p["parameter_name"] for p in info["parameters"]]
+    assert names == ["prompt", "melody", "duration", "seed", "top_k", "top_p", "temperature", "cfg_coef", "mode",
+                     "model"]
+    assert all(p["parameter_has_default"] for p in info["parameters"][1:])
+    assert [r["label"] for r in info["returns"]][:4] == ["Download (WAV)", "Codebook tokens",
+                                                         "Melody vs generated chroma", "Seed used"]
+
+
+def test_text_only(client):
+    before = set(glob.glob(str(Path(tempfile.gettempdir()) / "musicgen-demo-*")))
+    job = client.submit(prompt="calm piano with soft strings", duration=1, seed=7, api_name="/generate")
+    wav_path, grid, comparison, seed, stats, _ = job.result()
+    wav, sr = read(wav_path)
+    assert sr == 32000 and wav.shape == (1, 32000) and seed == 7
+    assert "1.0 s" in stats and "real time" in stats and "Seed **7**" in stats
+    assert Path(grid).suffix == ".png" and comparison["value"] is None  # no melody, no comparison
+    progress = [o[4] for o in job.outputs()[:-1]]
+    assert progress and progress[-1] == "Generating... 1.0 s of 1 s"  # one update per streamed chunk
+    again = client.predict(prompt="calm piano with soft strings", duration=1, seed=7, api_name="/generate")
+    assert np.array_equal(read(again[0])[0], wav)  # the seed reproduces the piece
+    assert set(glob.glob(str(Path(tempfile.gettempdir()) / "musicgen-demo-*"))) <= before  # temp files removed
+
+
+def test_random_seed_is_reported(client):
+    _, _, _, seed, stats, _ = client.predict(prompt="lo-fi beat", duration=1, api_name="/generate")
+    assert isinstance(seed, int) and 0 <= seed < 2**31 and f"Seed **{seed}**" in stats
+
+
+def test_melody(client):
+    wav_path, grid, comparison, _, stats, _ = client.predict(
+        prompt="", melody=handle_file(HUM), duration=1.0, model="tiny-melody", api_name="/generate")
+    assert read(wav_path)[0].shape == (1, 32000)
+    assert comparison["visible"] and Path(comparison["value"]).suffix == ".png"
+    chroma = client.predict(handle_file(HUM), api_name="/melody_chromagram")
+    assert Path(chroma["value"]).is_file()
+
+
+def test_continuation_with_any_channels_and_rate(client, audio_files):
+    wav_path, *_ = client.predict(prompt="keep going", melody=handle_file(audio_files["tone_3ch_8k.wav"]),
+                                  duration=2, mode=ui.CONTINUE, api_name="/generate")
+    wav, _ = read(wav_path)
+    assert wav.shape == (1, 64000)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"prompt": "   "}, "prompt is empty"),
+    ({"prompt": "x" * 1001}, "limit is 1000"),
+    ({"prompt": "x", "duration": 500}, "maximum value 120"),
+    ({"prompt": "x", "seed": "1.5"}, "Seed must be a whole number"),
+    ({"prompt": "x", "top_k": -5}, "Top-k must be between 0 and 2048"),
+    ({"prompt": "x", "top_p": 2}, "Top-p must be between 0 and 1"),
+    ({"prompt": "x", "temperature": -1}, "Temperature must be between"),
+    ({"prompt": "x", "cfg_coef": 100}, "guidance must be between"),
+    ({"prompt": "x", "melody": "notes.wav"}, "Could not read notes.wav as audio"),
+    ({"prompt": "x", "melody": "silent.wav"}, "silent"),
+    ({"prompt": "x", "melody": "short.wav"}, "too short"),
+    ({"prompt": "x", "melody": "long.wav"}, "too long"),
+    ({"prompt": "x", "melody": "nan.wav"}, "NaN"),
+    ({"prompt": "x", "melody": "huge.wav"}, "size|large|413"),
+    ({"prompt": "x", "melody": "tone_3ch_8k.wav", "model": "tiny"}, "cannot follow a melody"),
+    ({"prompt": "x", "melody": "tone_3ch_8k.wav", "mode": ui.CONTINUE, "duration": 1}, "at least 2 s"),
+])
+def test_bad_inputs_are_errors_and_the_server_stays_up(client, audio_files, kwargs, message):
+    if "melody" in kwargs:
+        kwargs["melody"] = handle_file(audio_files[kwargs["melody"]])
+    with pytest.raises(Exception, match=message):  # AppError (gr.Error), or the client's upload size check
+        client.predict(api_name="/generate", **{"duration": 1, **kwargs})
+    assert client.predict(prompt="still up", duration=1, api_name="/generate")[3] >= 0
+
+
+def test_cancel_stops_the_worker(client, cache):
+    steps = []
+    hook = cache.get("tiny").lm.register_forward_hook(lambda *args: steps.append(time.monotonic()))
+    try:
+        job = client.submit(prompt="a very long piece", duration=120, api_name="/generate")
+        deadline = time.monotonic() + 60
+        while not job.outputs() and time.monotonic() < deadline:  # the first streamed chunk
+            time.sleep(0.02)
+        assert job.outputs(), "no audio streamed"
+        job.cancel()
+        cancelled_at = time.monotonic()
+        time.sleep(1.5)
+        # the generator is closed at its next yield (at most one 1 s chunk away), which closes the library's stream
+        late = [t for t in steps if t > cancelled_at + 0.5]
+        assert not late, f"{len(late)} LM steps after the cancel"
+        assert len(steps) < 120 * 50 / 4  # far from the 6000 steps of the whole piece
+    finally:
+        hook.remove()
+    assert client.predict(prompt="after cancel", duration=1, api_name="/generate")[3] >= 0
+
+
+def test_without_ffmpeg_the_player_gets_the_file(cache):
+    demo = ui.build_demo(cache, streaming=False)
+    try:
+        result = serve(demo).predict(prompt="x", duration=1, seed=1, api_name="/generate")
+        assert Path(result[5]).suffix == ".wav" and read(result[5])[0].shape == (1, 32000)
+    finally:
+        demo.close()
