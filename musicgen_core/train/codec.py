@@ -9,22 +9,20 @@ run resumes from there, or warm-starts from shipped weights when its folder is g
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
 from ..codec import Codec
 from ..conditioning.chroma import ChromaExtractor
 from ..configs import CodecConfig
+from . import runtime
 from .losses import (MultiResolutionMelLoss, MultiResolutionSTFTLoss, MultiScaleSTFTDiscriminator, discriminator_loss,
                      generator_losses, si_sdr)
 
@@ -130,13 +128,6 @@ def evaluate(codec: Codec, clips: torch.Tensor, batch: int = 8) -> dict[str, flo
 
 
 # --- checkpoints --------------------------------------------------------------------------------------------------
-def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then rename: a kill never leaves a corrupt checkpoint."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def export_codec(codec: Codec, folder: Path, dtype=torch.float16) -> Path:
     """Write inference weights (weight norm folded) as codec.safetensors + codec_config.json."""
     import copy
@@ -177,28 +168,24 @@ def warm_start_state(codec: Codec, folded: dict[str, torch.Tensor]) -> dict[str,
 
 
 # --- training loop ------------------------------------------------------------------------------------------------
+LOSSES = ("mel", "stft", "l1", "commit", "adv", "feat", "disc")
+
+
 def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None, max_steps: int | None = None,
           device: str | None = None, warm_start: Path | None = None) -> dict[str, float]:
     """Train (or resume from run_dir/latest.pt; without one, optionally warm-start from shipped codec weights)."""
-    ddp = "WORLD_SIZE" in os.environ
-    if ddp:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
-    device = torch.device(device or (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available()
-                                     else "cpu"))
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)  # denormals made small-codec training ~10x slower
-    torch.manual_seed(cfg.seed + rank)
+    rt = runtime.setup(device)
+    torch.manual_seed(cfg.seed + rt.rank)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    codec = Codec(cfg.codec).to(device).train()
-    disc = MultiScaleSTFTDiscriminator(cfg.disc_ffts, cfg.disc_filters).to(device).train()
+    codec = Codec(cfg.codec).to(rt.device).train()
+    disc = MultiScaleSTFTDiscriminator(cfg.disc_ffts, cfg.disc_filters).to(rt.device).train()
     opt_g = torch.optim.Adam(codec.parameters(), cfg.lr, betas=cfg.betas)
     opt_d = torch.optim.Adam(disc.parameters(), cfg.lr, betas=cfg.betas)
     step, elapsed = 0, 0.0
     ckpt = run_dir / "latest.pt"
     if ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
+        state = torch.load(ckpt, map_location=rt.device, weights_only=True)
         codec.load_state_dict(state["codec"])
         disc.load_state_dict(state["disc"])
         opt_g.load_state_dict(state["opt_g"])
@@ -208,46 +195,43 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
     elif warm_start is not None and warm_start.is_file():
         from safetensors.torch import load_file
 
-        codec.load_state_dict(warm_start_state(codec, load_file(str(warm_start), device=str(device))))
+        codec.load_state_dict(warm_start_state(codec, load_file(str(warm_start), device=str(rt.device))))
         print(f"warm-started from {warm_start}", flush=True)
-    model = torch.nn.parallel.DistributedDataParallel(codec) if ddp else codec
-    dmodel = torch.nn.parallel.DistributedDataParallel(disc) if ddp else disc
-    mel_loss, stft_loss = MultiResolutionMelLoss(cfg.codec.sample_rate).to(device), MultiResolutionSTFTLoss()
-    val = validation_set(cfg).to(device) if rank == 0 else None
-    loader = torch.utils.data.DataLoader(TrainBatches(cfg, step, rank, world), batch_size=None,
+    model, dmodel = rt.wrap(codec), rt.wrap(disc)
+    mel_loss, stft_loss = MultiResolutionMelLoss(cfg.codec.sample_rate).to(rt.device), MultiResolutionSTFTLoss()
+    val = validation_set(cfg).to(rt.device) if rt.main else None
+    loader = torch.utils.data.DataLoader(TrainBatches(cfg, step, rt.rank, rt.world), batch_size=None,
                                          num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
                                          persistent_workers=bool(cfg.workers))
-    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu",
-                                                                                                     enabled=False)
-    log_file = run_dir / "train.csv"
-    new_log = not log_file.exists()
-    log = csv.writer(open(log_file, "a", newline=""))
-    if new_log and rank == 0:
-        log.writerow(["step", "minutes", "mel", "stft", "l1", "commit", "adv", "feat", "disc", "steps_per_s"])
     last_ckpt, t0, t_log, metrics = time.time(), time.time(), time.time(), {}
 
     def save():
-        if rank == 0:
-            atomic_save({"codec": codec.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
-                         "opt_d": opt_d.state_dict(), "step": step, "elapsed": elapsed,
-                         "config": dataclasses.asdict(cfg)}, ckpt)
+        if rt.main:
+            runtime.atomic_save({"codec": codec.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
+                                 "opt_d": opt_d.state_dict(), "step": step, "elapsed": elapsed,
+                                 "config": dataclasses.asdict(cfg)}, ckpt)
+
+    def validate():
+        row = {"step": step, "minutes": elapsed / 60, **evaluate(codec, val)}
+        runtime.append_csv(run_dir / "valid.csv", row)
+        runtime.log_line("valid ", row)
+        return row
 
     for x in loader:
-        x = x.to(device, non_blocking=True)
-        with autocast:
+        x = x.to(rt.device, non_blocking=True)
+        with rt.autocast():
             out = model(x)
         y = out.wav.float()
         losses = {"mel": mel_loss(y, x), "stft": stft_loss(y, x), "l1": F.l1_loss(y, x), "commit": out.penalty}
-        adversarial = step >= cfg.adv_start
-        if adversarial:
+        if step >= cfg.adv_start:
             xd, yd = x[:cfg.disc_items], y[:cfg.disc_items]
-            with autocast:
+            with rt.autocast():
                 real = dmodel(xd)
                 d_loss = discriminator_loss(real, dmodel(yd.detach()))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
-            with autocast:  # the real features from the discriminator step serve as (detached) targets
+            with rt.autocast():  # the real features from the discriminator step serve as (detached) targets
                 losses["adv"], losses["feat"] = generator_losses(real, dmodel(yd))
             losses["disc"] = d_loss.detach()
         total = sum(getattr(cfg, f"w_{k}") * v for k, v in losses.items() if k != "disc")
@@ -256,42 +240,26 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
         opt_g.step()
         step += 1
         now = time.time()
-        elapsed += now - t0
-        t0 = now
-        if rank == 0 and step % cfg.log_every == 0:
-            rate = cfg.log_every / (now - t_log)
+        elapsed, t0 = elapsed + now - t0, now
+        if rt.main and step % cfg.log_every == 0:
+            row = {"step": step, "minutes": elapsed / 60,
+                   **{k: losses[k].item() if k in losses else "" for k in LOSSES},
+                   "steps_per_s": cfg.log_every / (now - t_log)}
             t_log = now
-            row = [step, round(elapsed / 60, 2)] + [round(losses[k].item(), 4) if k in losses else ""
-                                                   for k in ("mel", "stft", "l1", "commit", "adv", "feat", "disc")]
-            log.writerow(row + [round(rate, 3)])
-            print(" ".join(f"{h}={v}" for h, v in zip(["step", "min", "mel", "stft", "l1", "commit", "adv", "feat",
-                                                         "disc"], row) if v != "") + f" steps/s={rate:.2f}",
-                  flush=True)
-        if rank == 0 and step % cfg.val_every == 0:
-            metrics = evaluate(codec, val)
-            write_val(run_dir / "valid.csv", step, elapsed, metrics)
+            runtime.append_csv(run_dir / "train.csv", row)
+            runtime.log_line("", {k: v for k, v in row.items() if v != ""})
+        if rt.main and step % cfg.val_every == 0:
+            metrics = validate()
         done = (max_steps is not None and step >= max_steps) or (max_minutes and elapsed >= max_minutes * 60)
         if done or now - last_ckpt > cfg.ckpt_minutes * 60:
             save()
             last_ckpt = now
         if done:
             break
-    if rank == 0:
-        metrics = evaluate(codec, val)
-        write_val(run_dir / "valid.csv", step, elapsed, metrics)
-    if ddp:
-        dist.destroy_process_group()
-    return metrics
-
-
-def write_val(path: Path, step: int, elapsed: float, metrics: dict[str, float]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.writer(f)
-        if new:
-            w.writerow(["step", "minutes", *metrics])
-        w.writerow([step, round(elapsed / 60, 2), *(round(v, 4) for v in metrics.values())])
-    print("valid " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+    if rt.main:
+        metrics = validate()
+    rt.close()
+    return {k: v for k, v in metrics.items() if k not in ("step", "minutes")}
 
 
 def add_cli(subparsers) -> None:

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
 from ..conditioning.chroma import null_chroma
@@ -28,7 +25,7 @@ from ..conditioning.text import TextEncoder, load_text_encoder
 from ..configs import LMConfig
 from ..lm.model import MusicLM
 from ..patterns import get_pattern
-from .codec import atomic_save
+from . import runtime
 from .tokens import load_shards
 
 
@@ -126,57 +123,49 @@ def validate(lm: MusicLM, pattern, text_encoder, data: dict, cfg: LMTrainConfig,
 
 def train(cfg: LMTrainConfig, tokens: Path, valid_tokens: Path, run_dir: Path, max_minutes: float | None = None,
           max_steps: int | None = None, device: str | None = None) -> dict:
-    ddp = "WORLD_SIZE" in os.environ
-    if ddp:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
-    device = torch.device(device or (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available()
-                                     else "cpu"))
-    if device.type == "cpu":
-        torch.set_flush_denormal(True)
+    """Train (or resume from run_dir/latest.pt) on the token shards in `tokens`; validate on `valid_tokens`."""
+    rt = runtime.setup(device)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    data, val = load_shards(tokens), load_shards(valid_tokens) if rank == 0 else None
-    text_encoder = load_text_encoder("sentence").to(device)
+    data, val = load_shards(tokens), load_shards(valid_tokens) if rt.main else None
+    text_encoder = load_text_encoder("sentence").to(rt.device)
     pattern = get_pattern(cfg.lm.pattern, cfg.lm.n_q, **dict(cfg.lm.pattern_kwargs))
-    lm = MusicLM(cfg.lm).to(device).train()
-    decay = [p for n, p in lm.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in lm.named_parameters() if p.dim() < 2]
+    lm = MusicLM(cfg.lm).to(rt.device).train()
+    decay = [p for p in lm.parameters() if p.dim() >= 2]
+    no_decay = [p for p in lm.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     ema = copy.deepcopy(lm).eval().requires_grad_(False)
     step, elapsed = 0, 0.0
     ckpt = run_dir / "latest.pt"
     if ckpt.is_file():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
+        state = torch.load(ckpt, map_location=rt.device, weights_only=True)
         lm.load_state_dict(state["lm"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         step, elapsed = state["step"], state["elapsed"]
         print(f"resumed from {ckpt} at step {step} ({elapsed / 60:.1f} min)", flush=True)
-    model = torch.nn.parallel.DistributedDataParallel(lm) if ddp else lm
-    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu",
-                                                                                                     enabled=False)
-    log_path = run_dir / "train.csv"
-    new_log = not log_path.exists()
-    log_file = open(log_path, "a", newline="")
-    log = csv.writer(log_file)
-    if new_log and rank == 0:
-        log.writerow(["step", "minutes", "lr", "loss", *[f"ce{k}" for k in range(cfg.lm.n_q)], "steps_per_s"])
+    model = rt.wrap(lm)
     metrics, t0, t_log, last_ckpt = {}, time.time(), time.time(), time.time()
 
     def save():
-        if rank == 0:
-            atomic_save({"lm": lm.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                         "elapsed": elapsed, "config": dataclasses.asdict(cfg)}, ckpt)
+        if rt.main:
+            runtime.atomic_save({"lm": lm.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                                 "step": step, "elapsed": elapsed, "config": dataclasses.asdict(cfg)}, ckpt)
+
+    def validation():
+        row = {"step": step, "minutes": elapsed / 60, **validate(ema, pattern, text_encoder, val, cfg)}
+        runtime.append_csv(run_dir / "valid.csv", row)
+        runtime.log_line("valid ", row)
+        return row
 
     n_items = len(data["captions"])
     while True:
-        rng = np.random.default_rng([cfg.seed, step, rank])
+        rng = np.random.default_rng([cfg.seed, step, rt.rank])
         idx = rng.integers(0, n_items, cfg.batch_size)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        with autocast:
+        with rt.autocast():
             per_codebook = lm_loss(lm, pattern, text_encoder, *make_batch(data, idx, cfg, rng), forward=model)
         loss = per_codebook.mean()
         opt.zero_grad(set_to_none=True)
@@ -188,42 +177,26 @@ def train(cfg: LMTrainConfig, tokens: Path, valid_tokens: Path, run_dir: Path, m
                 e.lerp_(p, 1 - cfg.ema)
         step += 1
         now = time.time()
-        elapsed += now - t0
-        t0 = now
-        if rank == 0 and step % cfg.log_every == 0:
-            rate = cfg.log_every / (now - t_log)
+        elapsed, t0 = elapsed + now - t0, now
+        if rt.main and step % cfg.log_every == 0:
+            row = {"step": step, "minutes": elapsed / 60, "lr": lr_at(step, cfg), "loss": loss.item(),
+                   **{f"ce{k}": c for k, c in enumerate(per_codebook.tolist())},
+                   "steps_per_s": cfg.log_every / (now - t_log)}
             t_log = now
-            ce = [round(c, 4) for c in per_codebook.tolist()]
-            log.writerow([step, round(elapsed / 60, 2), f"{lr_at(step, cfg):.2e}", round(loss.item(), 4), *ce,
-                          round(rate, 3)])
-            log_file.flush()
-            print(f"step={step} min={elapsed / 60:.1f} loss={loss.item():.4f} ce={ce} steps/s={rate:.2f}",
-                  flush=True)
-        if rank == 0 and step % cfg.val_every == 0:
-            metrics = validate(ema, pattern, text_encoder, val, cfg)
-            _write_val(run_dir / "valid.csv", step, elapsed, metrics)
+            runtime.append_csv(run_dir / "train.csv", row)
+            runtime.log_line("", row)
+        if rt.main and step % cfg.val_every == 0:
+            metrics = validation()
         done = (max_steps is not None and step >= max_steps) or (max_minutes and elapsed >= max_minutes * 60)
         if done or now - last_ckpt > cfg.ckpt_minutes * 60:
             save()
             last_ckpt = now
         if done:
             break
-    if rank == 0:
-        metrics = validate(ema, pattern, text_encoder, val, cfg)
-        _write_val(run_dir / "valid.csv", step, elapsed, metrics)
-    if ddp:
-        dist.destroy_process_group()
-    return metrics
-
-
-def _write_val(path: Path, step: int, elapsed: float, metrics: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.writer(f)
-        if new:
-            w.writerow(["step", "minutes", *metrics])
-        w.writerow([step, round(elapsed / 60, 2), *(round(v, 4) for v in metrics.values())])
-    print("valid " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+    if rt.main:
+        metrics = validation()
+    rt.close()
+    return {k: v for k, v in metrics.items() if k not in ("step", "minutes")}
 
 
 def add_cli(subparsers) -> None:

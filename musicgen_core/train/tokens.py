@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 from ..codec import Codec
 from ..conditioning.chroma import ChromaExtractor
 from ..configs import CodecConfig
+from .runtime import atomic_save
 
 
 def load_codec(path: str | Path) -> Codec:
@@ -77,10 +77,7 @@ def write_shards(codec_path: str, out_dir: Path, n: int, duration: float, split:
         if path.exists():
             continue
         seeds = [base + shard * shard_size + i for i in range(shard_size)]
-        data = encode_shard(codec, seeds, duration)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        torch.save(data, tmp)
-        os.replace(tmp, path)
+        atomic_save(encode_shard(codec, seeds, duration), path)
         print(f"wrote {path} ({len(seeds)} clips)", flush=True)
 
 
