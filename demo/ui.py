@@ -289,7 +289,9 @@ def build_demo(models: dict[str, str | None] | ModelCache, *, streaming: bool | 
             generate, [prompt, melody, duration, seed, top_k, top_p, temperature, cfg_coef, mode, model],
             [download, token_grid, chroma_cmp, seed_used, stats, player], api_name="generate",
             show_progress_on=[token_grid])
-        cancel_btn.click(lambda: "Cancelled.", None, stats, cancels=[event], queue=False, api_visibility="private")
+        # The message is written after the cancellation, so a chunk still in flight cannot overwrite it.
+        cancel_btn.click(None, None, None, cancels=[event], queue=False, api_visibility="private").then(
+            lambda: "Cancelled.", None, stats, queue=False, api_visibility="private")
     return demo.queue(max_size=16, default_concurrency_limit=1)
 
 

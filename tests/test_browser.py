@@ -84,7 +84,7 @@ def test_generate_in_the_browser(server, tmp_path):
             page.locator("#generate").click()
             expect(page.locator("#stats")).to_contain_text(re.compile(r"Generating\.\.\. \d+\.0 s of 120 s"))
             page.locator("#cancel").click()
-            expect(page.locator("#stats")).to_have_text("Cancelled.")
+            expect(page.locator("#stats")).to_have_text("Cancelled.", timeout=15_000)
             time.sleep(2)
             expect(page.locator("#stats")).to_have_text("Cancelled.")
         finally:
