@@ -103,11 +103,15 @@ def validation_set(cfg: CodecTrainConfig) -> torch.Tensor:
 
 
 # --- evaluation ---------------------------------------------------------------------------------------------------
+EVAL_MEL_WINDOWS = (128, 256, 512, 1024, 2048)  # the held-out mel distance keeps one definition across runs
+
+
 @torch.no_grad()
 def evaluate(codec: Codec, clips: torch.Tensor, batch: int = 8) -> dict[str, float]:
     """Held-out reconstruction metrics: mel distance, SI-SDR, chroma cosine, codebook usage and perplexity."""
     codec.eval()
-    mel, chroma = MultiResolutionMelLoss(codec.sample_rate).to(clips.device), ChromaExtractor(argmax=False)
+    mel = MultiResolutionMelLoss(codec.sample_rate, windows=EVAL_MEL_WINDOWS).to(clips.device)
+    chroma = ChromaExtractor(argmax=False)
     mel_d, sdr, cos, codes_all = [], [], [], []
     for x in clips.split(batch):
         codes = codec.encode(x)

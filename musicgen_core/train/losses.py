@@ -10,13 +10,14 @@ from torch.nn.utils.parametrizations import weight_norm
 
 
 class MultiResolutionMelLoss(nn.Module):
-    """Mean over scales of L1(log10 mel) + L1(mel), windows 2^7 .. 2^11 samples (hop = window / 4), with
-    window / 16 mel bands (at most 80) so that no band falls between two FFT bins."""
+    """Mean over scales of L1(log10 mel) + L1(mel), windows 2^7 .. 2^12 samples (hop = window / 4), with
+    window / 16 mel bands (at most 80, 160 at 4096) so that no band falls between two FFT bins. The 4096-sample scale
+    (7.8 Hz bins, 160 bands) resolves neighbouring semitones down to the bass register, which the chroma needs."""
 
-    def __init__(self, sample_rate: int = 32000, windows: tuple[int, ...] = (128, 256, 512, 1024, 2048)):
+    def __init__(self, sample_rate: int = 32000, windows: tuple[int, ...] = (128, 256, 512, 1024, 2048, 4096)):
         super().__init__()
         self.mels = nn.ModuleList(
-            torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=w, hop_length=w // 4, n_mels=min(80, w // 16),
+            torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=w, hop_length=w // 4, n_mels=min(80 * max(1, w // 2048), w // 16),
                                                  f_min=0.0, power=1.0, center=True, normalized=False)
             for w in windows)
 
@@ -31,7 +32,7 @@ class MultiResolutionMelLoss(nn.Module):
 class MultiResolutionSTFTLoss(nn.Module):
     """Spectral convergence + log-magnitude L1 over several FFT sizes (Yamamoto et al., Parallel WaveGAN)."""
 
-    def __init__(self, ffts: tuple[int, ...] = (512, 1024, 2048)):
+    def __init__(self, ffts: tuple[int, ...] = (512, 1024, 2048, 4096)):
         super().__init__()
         self.ffts = ffts
 
