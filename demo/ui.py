@@ -254,8 +254,7 @@ def build_demo(models: dict[str, str | None] | ModelCache, *, streaming: bool | 
                 inputs = stream_inputs(lm, model, audio, mode, seconds)
                 for note in notes:
                     gr.Warning(note)
-                lm.set_generation_params(duration=seconds, extend_stride=min(18.0, 0.6 * lm.max_duration),
-                                         **sampling)
+                lm.set_generation_params(duration=seconds, **sampling)
                 lm.set_custom_progress_callback(_progress_callback(progress))
                 sr, chunks, tokens, start, first = lm.sample_rate, [], [], time.perf_counter(), None
                 stream = lm.stream([text], seed=seed, chunk_duration=CHUNK_SECONDS, return_tokens=True, **inputs)

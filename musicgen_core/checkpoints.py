@@ -307,8 +307,9 @@ def load_own(folder: Path) -> tuple[MusicGenConfig, MusicLM, Codec, TextEncoder]
     return cfg, lm, codec, text
 
 
-def save_model(model, folder: str | Path) -> Path:
-    """Write `model` (a MusicGen) in our own format. Each file is written to a temp name and renamed."""
+def save_model(model, folder: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+    """Write `model` (a MusicGen) in our own format, tensors in `dtype` (fp16 halves the files; loading converts
+    back to float32). Each file is written to a temp name and renamed."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -325,7 +326,8 @@ def save_model(model, folder: str | Path) -> Path:
                 os.remove(tmp)
 
     def tensors(module: nn.Module) -> dict:
-        return {k: v.detach().float().contiguous().cpu() for k, v in module.state_dict().items()}
+        return {k: v.detach().to(dtype if v.is_floating_point() else v.dtype).contiguous().cpu()
+                for k, v in module.state_dict().items()}
 
     atomic("lm.safetensors", lambda p: save_file(tensors(model.lm), p))
     atomic("codec.safetensors", lambda p: save_file(tensors(model.compression_model), p))

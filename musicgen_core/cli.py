@@ -13,8 +13,7 @@ def _generate(args) -> None:
     model = MusicGen.from_pretrained(args.model, device=args.device)
     model.set_generation_params(duration=args.duration, use_sampling=not args.greedy, top_k=args.top_k,
                                 top_p=args.top_p, temperature=args.temperature, cfg_coef=args.cfg_coef,
-                                extend_stride=args.extend_stride if args.extend_stride else
-                                min(18.0, model.max_duration * 0.6))
+                                extend_stride=args.extend_stride)
     prompts = args.prompt or [None]
     start = time.perf_counter()
     if args.melody:
@@ -58,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     g.add_argument("--temperature", type=float, default=1.0)
     g.add_argument("--cfg-coef", dest="cfg_coef", type=float, default=3.0)
     g.add_argument("--extend-stride", dest="extend_stride", type=float, default=None,
-                   help="seconds of new audio per long-form window (default: 18, or 60%% of a shorter max_duration)")
+                   help="seconds of new audio per long-form window (default: 60%% of the model's max_duration)")
     g.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
     g.add_argument("--device", default=None)
     g.add_argument("--out", default="output.wav")

@@ -31,7 +31,7 @@ class GenerationParams:
     top_p: float = 0.0
     temperature: float = 1.0
     cfg_coef: float = 3.0
-    extend_stride: float = 18.0
+    extend_stride: float | None = None  # None: 60 % of max_duration (audiocraft's 18 s for 30 s models)
 
 
 def sample_next_token(logits: torch.Tensor, p: GenerationParams, generator: torch.Generator | None) -> torch.Tensor:
@@ -109,7 +109,9 @@ class MusicGen:
 
     def set_generation_params(self, duration: float = 10.0, use_sampling: bool = True, top_k: int = 250,
                               top_p: float = 0.0, temperature: float = 1.0, cfg_coef: float = 3.0,
-                              extend_stride: float = 18.0) -> None:
+                              extend_stride: float | None = None) -> None:
+        """Sampling settings for the next calls. Durations above max_duration are generated in windows that advance
+        by `extend_stride` seconds (default: 60 % of max_duration, i.e. audiocraft's 18 s for 30 s models)."""
         self.params = GenerationParams(duration, use_sampling, int(top_k), top_p, temperature, cfg_coef,
                                        extend_stride)
 
@@ -219,10 +221,12 @@ class MusicGen:
         max_frames = int(self.max_duration * self.frame_rate)
         if total <= max_frames:
             return [(0, total, prompt_len)]
-        if not 0 < self.params.extend_stride < self.max_duration:
+        extend = self.params.extend_stride
+        extend = 0.6 * self.max_duration if extend is None else extend
+        if not 0 < extend < self.max_duration:
             raise ValueError(f"extend_stride must be in (0, max_duration={self.max_duration}) for durations above "
-                             f"max_duration, got {self.params.extend_stride}")
-        stride = int(self.params.extend_stride * self.frame_rate)
+                             f"max_duration, got {extend}")
+        stride = int(extend * self.frame_rate)
         plan, offset = [], 0
         while offset + prompt_len < total:
             plan.append((offset, min(total - offset, max_frames), prompt_len))

@@ -151,3 +151,10 @@ def test_cfg_coef_one_skips_the_unconditional_pass(model):
         handle.remove()
     n = len(calls) // 2
     assert set(calls[:n]) == {2} and set(calls[n:]) == {4}
+
+
+def test_default_extend_stride_is_sixty_percent_of_the_window(model):
+    short = short_windows(model, max_duration=0.4)  # 20 frames a window, default stride 12 frames
+    short.set_generation_params(duration=0.8)
+    assert short._windows(40, 0) == [(0, 20, 0), (12, 20, 8), (24, 16, 8)]
+    assert short.generate(["jazz"], seed=0).shape[-1] == 40 * 640

@@ -16,7 +16,7 @@ from musicgen_core.train.tokens import load_shards, write_shards
 TINY_LM = LMConfig(dim=32, num_heads=2, num_layers=1, ffn_dim=64, card=64, cond_dim=384, cross_attention=False,
                    chroma=True, chroma_length=8)
 CFG = dataclasses.replace(trainer.LMTrainConfig(lm=TINY_LM), batch_size=4, warmup=2, total_steps=50, lr=3e-3,
-                          log_every=1, val_every=1000)
+                          log_every=1, val_every=1000, sample_every=40, max_duration=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +57,25 @@ def test_learning_rate_schedule():
     assert lrs[-1] == pytest.approx(0.1 * CFG.lr)
 
 
-def test_run_learns_and_resumes(shards, tmp_path):
-    first = trainer.train(CFG, shards / "train", shards / "valid", tmp_path, max_steps=1)
-    metrics = trainer.train(CFG, shards / "train", shards / "valid", tmp_path, max_steps=40)  # resumes at 1
-    assert torch.load(tmp_path / "latest.pt", weights_only=True)["step"] == 40
-    rows = (tmp_path / "train.csv").read_text().splitlines()[1:]
+def test_run_learns_resumes_samples_and_ships(shards, tmp_path):
+    run = tmp_path / "run"
+    first = trainer.train(CFG, shards / "train", shards / "valid", run, max_steps=1)
+    metrics = trainer.train(CFG, shards / "train", shards / "valid", run, max_steps=40,
+                            codec_path=str(shards / "codec"))  # resumes at 1; samples at step 40
+    assert torch.load(run / "latest.pt", weights_only=True)["step"] == 40
+    rows = (run / "train.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, 41))
     losses = [float(r.split(",")[3]) for r in rows]
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.3  # it learns the 4 clips
     assert {"ce", "ce0", "ppl3"} <= set(metrics) and metrics["ce"] < first["ce"]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "step_40_0.png", "step_40_0.wav", "step_40_1.png", "step_40_1.wav"]
+
+    from musicgen_core import MusicGen
+
+    folder = trainer.export_default(str(shards / "codec"), run / "latest.pt", tmp_path / "default")
+    model = MusicGen.from_pretrained(folder, device="cpu")
+    assert model.config.text.kind == "sentence" and model.max_duration == 1.0
+    model.set_generation_params(duration=0.5)
+    wav = model.generate_with_chroma(["folk"], [torch.randn(1, 16000) * 0.1], 32000, seed=0)
+    assert wav.shape == (1, 1, 25 * 640) and torch.isfinite(wav).all()

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..conditioning.chroma import null_chroma
 from ..conditioning.text import TextEncoder, load_text_encoder
-from ..configs import LMConfig
+from ..configs import LMConfig, MusicGenConfig, TextConfig
 from ..lm.model import MusicLM
 from ..patterns import get_pattern
 from . import runtime
@@ -46,7 +46,9 @@ class LMTrainConfig:
     word_dropout: float = 0.1
     log_every: int = 50
     val_every: int = 1000
+    sample_every: int = 2000  # audio samples + token grids in run_dir/samples (needs the codec)
     ckpt_minutes: float = 5.0
+    max_duration: float = 10.0  # the generation window of the shipped model (the chroma prefix covers it)
     seed: int = 0
 
 
@@ -121,9 +123,58 @@ def validate(lm: MusicLM, pattern, text_encoder, data: dict, cfg: LMTrainConfig,
             "ce": float(np.mean(ce))}
 
 
+SAMPLE_PROMPTS = ("an upbeat folk song with fiddle and acoustic guitar, 120 bpm",
+                  "a slow sad piano ballad in A minor")
+
+
+def music_model(lm: MusicLM, codec, cfg: LMTrainConfig, text_encoder: TextEncoder | None = None):
+    """The MusicGen facade around a trained LM and codec (MiniLM text encoder), as shipped."""
+    from ..generate import MusicGen
+
+    config = MusicGenConfig(codec=codec.cfg, lm=cfg.lm, text=TextConfig("sentence", "all-MiniLM-L6-v2", 384),
+                            max_duration=cfg.max_duration)
+    return MusicGen(lm, codec, text_encoder or load_text_encoder("sentence"), config, name="default")
+
+
+def write_samples(model, folder: Path, step: int, seconds: float = 5.0) -> None:
+    """Generate the sample prompts (fixed seed) to step_N_i.wav + a token-grid PNG of each."""
+    from demo import plots  # the repository's plotting module (training runs from a checkout)
+
+    from ..audio import save_audio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.set_generation_params(duration=seconds)
+    wav, codes = model.generate(list(SAMPLE_PROMPTS), return_tokens=True, seed=step)
+    special = model.config.lm.special_token
+    for i, (w, c) in enumerate(zip(wav, codes)):
+        save_audio(folder / f"step_{step}_{i}.wav", w, model.sample_rate)
+        seq, _ = model.pattern.build(c[None], special)
+        fig = plots.token_grid(seq[0].cpu().numpy(), special, model.frame_rate, card=model.config.lm.card)
+        fig.savefig(folder / f"step_{step}_{i}.png")
+
+
+def export_default(codec_path: str, lm_checkpoint: Path, out: Path) -> Path:
+    """Ship the EMA weights of an LM run with its codec as a model folder in our format (fp16 tensors)."""
+    from ..checkpoints import save_model
+    from .tokens import load_codec
+
+    state = torch.load(lm_checkpoint, map_location="cpu", weights_only=True)
+    cfg = _train_config(state["config"])
+    lm = MusicLM(cfg.lm)
+    lm.load_state_dict(state["ema"])
+    return save_model(music_model(lm, load_codec(codec_path), cfg), out, dtype=torch.float16)
+
+
+def _train_config(d: dict) -> LMTrainConfig:
+    lm = dict(d["lm"])
+    lm["pattern_kwargs"] = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in lm["pattern_kwargs"])
+    return LMTrainConfig(**{**d, "lm": LMConfig(**lm)})
+
+
 def train(cfg: LMTrainConfig, tokens: Path, valid_tokens: Path, run_dir: Path, max_minutes: float | None = None,
-          max_steps: int | None = None, device: str | None = None) -> dict:
-    """Train (or resume from run_dir/latest.pt) on the token shards in `tokens`; validate on `valid_tokens`."""
+          max_steps: int | None = None, device: str | None = None, codec_path: str | None = None) -> dict:
+    """Train (or resume from run_dir/latest.pt) on the token shards in `tokens`; validate on `valid_tokens`; with
+    `codec_path`, write audio samples every `sample_every` steps."""
     rt = runtime.setup(device)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -146,6 +197,10 @@ def train(cfg: LMTrainConfig, tokens: Path, valid_tokens: Path, run_dir: Path, m
         step, elapsed = state["step"], state["elapsed"]
         print(f"resumed from {ckpt} at step {step} ({elapsed / 60:.1f} min)", flush=True)
     model = rt.wrap(lm)
+    if codec_path:
+        from .tokens import load_codec
+
+        codec = load_codec(codec_path).to(rt.device)
     metrics, t0, t_log, last_ckpt = {}, time.time(), time.time(), time.time()
 
     def save():
@@ -187,6 +242,8 @@ def train(cfg: LMTrainConfig, tokens: Path, valid_tokens: Path, run_dir: Path, m
             runtime.log_line("", row)
         if rt.main and step % cfg.val_every == 0:
             metrics = validation()
+        if rt.main and codec_path and step % cfg.sample_every == 0:
+            write_samples(music_model(ema, codec, cfg, text_encoder), run_dir / "samples", step)
         done = (max_steps is not None and step >= max_steps) or (max_minutes and elapsed >= max_minutes * 60)
         if done or now - last_ckpt > cfg.ckpt_minutes * 60:
             save()
@@ -209,10 +266,17 @@ def add_cli(subparsers) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default=None)
+    p.add_argument("--codec", default=None, help="codec (exported folder or latest.pt) for periodic audio samples")
 
     def run(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
         train(PRESETS[args.preset], Path(args.tokens), Path(args.valid_tokens), Path(args.run_dir), args.minutes,
-              args.steps, args.device)
+              args.steps, args.device, args.codec)
 
     p.set_defaults(func=run)
+
+    e = subparsers.add_parser("export-default", help="ship an LM run (EMA weights) + its codec as a model folder")
+    e.add_argument("--codec", required=True, help="exported codec folder or codec run latest.pt")
+    e.add_argument("--lm", required=True, help="LM run checkpoint (latest.pt)")
+    e.add_argument("--out", default="assets/default")
+    e.set_defaults(func=lambda args: print(f"wrote {export_default(args.codec, Path(args.lm), Path(args.out))}"))
