@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,16 +206,16 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
     loader = torch.utils.data.DataLoader(TrainBatches(cfg, step, rt.rank, rt.world), batch_size=None,
                                          num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
                                          persistent_workers=bool(cfg.workers))
-    last_ckpt, t0, t_log, metrics = time.time(), time.time(), time.time(), {}
+    clock, metrics = runtime.Clock(step, elapsed, max_steps, max_minutes, cfg.ckpt_minutes), {}
 
     def save():
         if rt.main:
             runtime.atomic_save({"codec": codec.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
-                                 "opt_d": opt_d.state_dict(), "step": step, "elapsed": elapsed,
+                                 "opt_d": opt_d.state_dict(), "step": clock.step, "elapsed": clock.elapsed,
                                  "config": dataclasses.asdict(cfg)}, ckpt)
 
     def validate():
-        row = {"step": step, "minutes": elapsed / 60, **evaluate(codec, val)}
+        row = {"step": clock.step, "minutes": clock.elapsed / 60, **evaluate(codec, val)}
         runtime.append_csv(run_dir / "valid.csv", row)
         runtime.log_line("valid ", row)
         return row
@@ -227,7 +226,7 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
             out = model(x)
         y = out.wav.float()
         losses = {"mel": mel_loss(y, x), "stft": stft_loss(y, x), "l1": F.l1_loss(y, x), "commit": out.penalty}
-        if step >= cfg.adv_start:
+        if clock.step >= cfg.adv_start:
             xd, yd = x[:cfg.disc_items], y[:cfg.disc_items]
             with rt.autocast():
                 real = dmodel(xd)
@@ -242,23 +241,17 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
         opt_g.zero_grad(set_to_none=True)
         total.backward()
         opt_g.step()
-        step += 1
-        now = time.time()
-        elapsed, t0 = elapsed + now - t0, now
-        if rt.main and step % cfg.log_every == 0:
-            row = {"step": step, "minutes": elapsed / 60,
-                   **{k: losses[k].item() if k in losses else "" for k in LOSSES},
-                   "steps_per_s": cfg.log_every / (now - t_log)}
-            t_log = now
+        clock.tick()
+        if rt.main and clock.every(cfg.log_every):
+            row = {"step": clock.step, "minutes": clock.elapsed / 60,
+                   **{k: losses[k].item() if k in losses else "" for k in LOSSES}, "steps_per_s": clock.rate()}
             runtime.append_csv(run_dir / "train.csv", row)
             runtime.log_line("", {k: v for k, v in row.items() if v != ""})
-        if rt.main and step % cfg.val_every == 0:
+        if rt.main and clock.every(cfg.val_every):
             metrics = validate()
-        done = (max_steps is not None and step >= max_steps) or (max_minutes and elapsed >= max_minutes * 60)
-        if done or now - last_ckpt > cfg.ckpt_minutes * 60:
+        if clock.checkpoint_due():
             save()
-            last_ckpt = now
-        if done:
+        if clock.done:
             break
     if rt.main:
         metrics = validate()

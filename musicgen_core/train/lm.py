@@ -12,7 +12,6 @@ import argparse
 import copy
 import dataclasses
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,25 +200,26 @@ def train(cfg: LMTrainConfig, tokens: Path, valid_tokens: Path, run_dir: Path, m
         from .tokens import load_codec
 
         codec = load_codec(codec_path).to(rt.device)
-    metrics, t0, t_log, last_ckpt = {}, time.time(), time.time(), time.time()
+    clock, metrics = runtime.Clock(step, elapsed, max_steps, max_minutes, cfg.ckpt_minutes), {}
 
     def save():
         if rt.main:
             runtime.atomic_save({"lm": lm.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                                 "step": step, "elapsed": elapsed, "config": dataclasses.asdict(cfg)}, ckpt)
+                                 "step": clock.step, "elapsed": clock.elapsed, "config": dataclasses.asdict(cfg)},
+                                ckpt)
 
     def validation():
-        row = {"step": step, "minutes": elapsed / 60, **validate(ema, pattern, text_encoder, val, cfg)}
+        row = {"step": clock.step, "minutes": clock.elapsed / 60, **validate(ema, pattern, text_encoder, val, cfg)}
         runtime.append_csv(run_dir / "valid.csv", row)
         runtime.log_line("valid ", row)
         return row
 
     n_items = len(data["captions"])
     while True:
-        rng = np.random.default_rng([cfg.seed, step, rt.rank])
+        rng = np.random.default_rng([cfg.seed, clock.step, rt.rank])
         idx = rng.integers(0, n_items, cfg.batch_size)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
+            group["lr"] = lr_at(clock.step, cfg)
         with rt.autocast():
             per_codebook = lm_loss(lm, pattern, text_encoder, *make_batch(data, idx, cfg, rng), forward=model)
         loss = per_codebook.mean()
@@ -230,25 +230,20 @@ def train(cfg: LMTrainConfig, tokens: Path, valid_tokens: Path, run_dir: Path, m
         with torch.no_grad():
             for e, p in zip(ema.parameters(), lm.parameters()):
                 e.lerp_(p, 1 - cfg.ema)
-        step += 1
-        now = time.time()
-        elapsed, t0 = elapsed + now - t0, now
-        if rt.main and step % cfg.log_every == 0:
-            row = {"step": step, "minutes": elapsed / 60, "lr": lr_at(step, cfg), "loss": loss.item(),
-                   **{f"ce{k}": c for k, c in enumerate(per_codebook.tolist())},
-                   "steps_per_s": cfg.log_every / (now - t_log)}
-            t_log = now
+        clock.tick()
+        if rt.main and clock.every(cfg.log_every):
+            row = {"step": clock.step, "minutes": clock.elapsed / 60, "lr": lr_at(clock.step, cfg),
+                   "loss": loss.item(), **{f"ce{k}": c for k, c in enumerate(per_codebook.tolist())},
+                   "steps_per_s": clock.rate()}
             runtime.append_csv(run_dir / "train.csv", row)
             runtime.log_line("", row)
-        if rt.main and step % cfg.val_every == 0:
+        if rt.main and clock.every(cfg.val_every):
             metrics = validation()
-        if rt.main and codec_path and step % cfg.sample_every == 0:
-            write_samples(music_model(ema, codec, cfg, text_encoder), run_dir / "samples", step)
-        done = (max_steps is not None and step >= max_steps) or (max_minutes and elapsed >= max_minutes * 60)
-        if done or now - last_ckpt > cfg.ckpt_minutes * 60:
+        if rt.main and codec_path and clock.every(cfg.sample_every):
+            write_samples(music_model(ema, codec, cfg, text_encoder), run_dir / "samples", clock.step)
+        if clock.checkpoint_due():
             save()
-            last_ckpt = now
-        if done:
+        if clock.done:
             break
     if rt.main:
         metrics = validation()

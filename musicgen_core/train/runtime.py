@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,3 +70,40 @@ def append_csv(path: Path, row: dict) -> None:
 def log_line(prefix: str, row: dict) -> None:
     print(prefix + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
           flush=True)
+
+
+class Clock:
+    """Step counter, training time (resumed runs continue their `elapsed`) and the schedule of a training loop:
+    `tick()` after each optimiser step, then `every(n)`, `rate()` for logs, `checkpoint_due()` and `done`."""
+
+    def __init__(self, step: int, elapsed: float, max_steps: int | None, max_minutes: float | None,
+                 ckpt_minutes: float):
+        self.step, self.elapsed = step, elapsed
+        self.max_steps, self.max_minutes, self.ckpt_seconds = max_steps, max_minutes, ckpt_minutes * 60
+        self._now = self._last_rate = self._last_ckpt = time.time()
+        self._rate_step = step
+
+    def tick(self) -> None:
+        now = time.time()
+        self.step, self.elapsed, self._now = self.step + 1, self.elapsed + now - self._now, now
+
+    def every(self, n: int) -> bool:
+        return self.step % n == 0
+
+    def rate(self) -> float:
+        """Steps per second since the previous call."""
+        rate = (self.step - self._rate_step) / max(self._now - self._last_rate, 1e-9)
+        self._rate_step, self._last_rate = self.step, self._now
+        return rate
+
+    @property
+    def done(self) -> bool:
+        return ((self.max_steps is not None and self.step >= self.max_steps)
+                or bool(self.max_minutes and self.elapsed >= self.max_minutes * 60))
+
+    def checkpoint_due(self) -> bool:
+        """True at the end and every `ckpt_minutes` of wall time."""
+        if self.done or self._now - self._last_ckpt > self.ckpt_seconds:
+            self._last_ckpt = self._now
+            return True
+        return False
