@@ -37,6 +37,11 @@ class CodecConfig:
     istft_layers: int = 8
     istft_n_fft: int = 2560
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "CodecConfig":
+        """From `dataclasses.asdict` output read back from JSON (lists become tuples again)."""
+        return cls(**{**d, "ratios": tuple(d["ratios"])})
+
     @property
     def hop_length(self) -> int:
         return math.prod(self.ratios)
@@ -98,9 +103,7 @@ class MusicGenConfig:
     def from_dict(cls, d: dict) -> "MusicGenConfig":
         lm = dict(d["lm"])
         lm["pattern_kwargs"] = tuple((k, _tuplify(v)) for k, v in lm.get("pattern_kwargs", ()))
-        codec = dict(d["codec"])
-        codec["ratios"] = tuple(codec["ratios"])
-        return cls(codec=CodecConfig(**codec), lm=LMConfig(**lm), text=TextConfig(**d["text"]),
+        return cls(codec=CodecConfig.from_dict(d["codec"]), lm=LMConfig(**lm), text=TextConfig(**d["text"]),
                    max_duration=float(d["max_duration"]))
 
 

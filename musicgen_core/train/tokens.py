@@ -27,18 +27,14 @@ def load_codec(path: str | Path) -> Codec:
     path = Path(path)
     if path.suffix == ".pt":
         state = torch.load(path, map_location="cpu", weights_only=True)
-        cfg = _codec_config(state["config"]["codec"])
+        cfg = CodecConfig.from_dict(state["config"]["codec"])
         codec = Codec(cfg)
         codec.load_state_dict(state["codec"])
         return codec.remove_weight_norm().eval()
-    cfg = _codec_config(json.loads((path / "codec_config.json").read_text()))
+    cfg = CodecConfig.from_dict(json.loads((path / "codec_config.json").read_text()))
     codec = Codec(cfg).remove_weight_norm()
     codec.load_state_dict({k: v.float() for k, v in load_file(str(path / "codec.safetensors")).items()}, strict=False)
     return codec.eval()
-
-
-def _codec_config(d: dict) -> CodecConfig:
-    return CodecConfig(**{**d, "ratios": tuple(d["ratios"])})
 
 
 @torch.no_grad()
