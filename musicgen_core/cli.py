@@ -68,10 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("dst")
     c.set_defaults(func=_convert)
 
-    from .eval import classifier
+    from .eval import classifier, report
     from .train import codec as train_codec, data as train_data, lm as train_lm, tokens as train_tokens
 
-    for module in (train_data, train_codec, train_tokens, train_lm, classifier):
+    for module in (train_data, train_codec, train_tokens, train_lm, classifier, report):
         module.add_cli(sub)
 
     args = parser.parse_args(argv)

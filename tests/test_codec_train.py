@@ -80,3 +80,16 @@ def test_warm_start_from_exported_weights_is_exact(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(warm.decode(warm.encode(x)), codec.decode(codec.encode(x)), atol=1e-5, rtol=0)
     assert all(layer.inited.item() == 1 for layer in warm.quantizer.layers)
+
+
+def test_freeze_tokens_trains_only_the_decoder(tmp_path):
+    cfg = dataclasses.replace(trainer.PRESETS["cpu-seanet"], codec=TINY, batch_size=2, clips_per_batch=1,
+                              segment=0.25, adv_start=1, disc_filters=4, disc_ffts=(256, 128), val_every=2,
+                              val_clips=2, val_duration=1.0, workers=0)
+    trainer.train(cfg, tmp_path, max_steps=2)
+    before = torch.load(tmp_path / "latest.pt", weights_only=True)["codec"]
+    trainer.train(dataclasses.replace(cfg, freeze_tokens=True), tmp_path, max_steps=5)  # validates at step 4 too
+    after = torch.load(tmp_path / "latest.pt", weights_only=True)["codec"]
+    frozen = [k for k in before if k.startswith(("encoder.", "quantizer."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # codebooks and their EMA stats too
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))

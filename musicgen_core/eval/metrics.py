@@ -6,6 +6,7 @@
 - `estimate_key`: Krumhansl-Schmuckler key profiles against the mean chroma.
 - `mel_distance`, `si_sdr`: codec reconstruction quality.
 - `collapse_report`: silent stretches (RMS per second below -40 dBFS) and repetitive ones (self-similar chroma).
+- `frechet_distance`: between Gaussians fitted to two sets of embeddings (as FAD does with VGGish embeddings).
 """
 from __future__ import annotations
 
@@ -89,3 +90,13 @@ def collapse_report(wav, sample_rate: int, silence_db: float = -40.0, repeat_thr
     similar = (windows[1:] * windows[:-1]).sum(1) / (norm[1:] * norm[:-1]) if len(windows) > 1 else np.zeros(0)
     return {"silent_seconds": int((rms_db < silence_db).sum()), "min_rms_db": float(rms_db.min(initial=0.0)),
             "repetitive_fraction": float((similar > repeat_threshold).mean()) if len(similar) else 0.0}
+
+
+def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
+    """||mu_x - mu_y||^2 + Tr(S_x + S_y - 2 (S_x S_y)^1/2) for embeddings x [N, D], y [M, D] (FAD's formula)."""
+    from scipy import linalg
+
+    mu_x, mu_y = x.mean(0), y.mean(0)
+    s_x, s_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    covmean = linalg.sqrtm(s_x @ s_y).real
+    return float(((mu_x - mu_y) ** 2).sum() + np.trace(s_x + s_y - 2 * covmean))

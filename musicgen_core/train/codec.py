@@ -50,6 +50,7 @@ class CodecTrainConfig:
     val_clips: int = 24
     val_duration: float = 4.0
     workers: int = 1
+    freeze_tokens: bool = False  # train only the decoder (+ discriminator): encoder and codebooks, so tokens, stay fixed
     seed: int = 0
 
 
@@ -108,6 +109,7 @@ EVAL_MEL_WINDOWS = (128, 256, 512, 1024, 2048)  # the held-out mel distance keep
 @torch.no_grad()
 def evaluate(codec: Codec, clips: torch.Tensor, batch: int = 8) -> dict[str, float]:
     """Held-out reconstruction metrics: mel distance, SI-SDR, chroma cosine, codebook usage and perplexity."""
+    modes = [m.training for m in codec.modules()]
     codec.eval()
     mel = MultiResolutionMelLoss(codec.sample_rate, windows=EVAL_MEL_WINDOWS).to(clips.device)
     chroma = ChromaExtractor(argmax=False)
@@ -126,7 +128,8 @@ def evaluate(codec: Codec, clips: torch.Tensor, batch: int = 8) -> dict[str, flo
         p = torch.bincount(c, minlength=codec.cardinality).float() / c.numel()
         out[f"usage{k}"] = (p > 0).float().mean().item()
         out[f"ppl{k}"] = math.exp(-(p[p > 0] * p[p > 0].log()).sum().item())
-    codec.train()
+    for m, mode in zip(codec.modules(), modes):
+        m.training = mode
     return out
 
 
@@ -182,6 +185,9 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
     run_dir.mkdir(parents=True, exist_ok=True)
 
     codec = Codec(cfg.codec).to(rt.device).train()
+    if cfg.freeze_tokens:  # eval mode also stops the codebooks' EMA updates and dead-code restarts
+        for frozen in (codec.encoder, codec.quantizer):
+            frozen.eval().requires_grad_(False)
     disc = MultiScaleSTFTDiscriminator(cfg.disc_ffts, cfg.disc_filters).to(rt.device).train()
     opt_g = torch.optim.Adam(codec.parameters(), cfg.lr, betas=cfg.betas)
     opt_d = torch.optim.Adam(disc.parameters(), cfg.lr, betas=cfg.betas)
@@ -270,10 +276,13 @@ def add_cli(subparsers) -> None:
     p.add_argument("--export", default=None, help="after training, write codec.safetensors to this folder")
     p.add_argument("--warm-start", default="assets/default/codec.safetensors",
                    help="shipped weights to start from when run-dir holds no checkpoint (if the file exists)")
+    p.add_argument("--freeze-tokens", action="store_true",
+                   help="train only the decoder: the tokens (encoder and codebooks) stay as they are")
 
     def run(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
-        train(PRESETS[args.preset], Path(args.run_dir), args.minutes, args.steps, args.device, Path(args.warm_start))
+        cfg = dataclasses.replace(PRESETS[args.preset], freeze_tokens=args.freeze_tokens)
+        train(cfg, Path(args.run_dir), args.minutes, args.steps, args.device, Path(args.warm_start))
         if args.export:
             state = torch.load(Path(args.run_dir) / "latest.pt", map_location="cpu", weights_only=True)
             codec = Codec(PRESETS[args.preset].codec)

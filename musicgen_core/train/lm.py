@@ -48,6 +48,7 @@ class LMTrainConfig:
     sample_every: int = 2000  # audio samples + token grids in run_dir/samples (needs the codec)
     ckpt_minutes: float = 5.0
     max_duration: float = 10.0  # the generation window of the shipped model (the chroma prefix covers it)
+    cpu_bf16: bool = True  # bf16 autocast on CPU too (fp32 master weights)
     seed: int = 0
 
 
@@ -174,7 +175,7 @@ def train(cfg: LMTrainConfig, tokens: Path, valid_tokens: Path, run_dir: Path, m
           max_steps: int | None = None, device: str | None = None, codec_path: str | None = None) -> dict:
     """Train (or resume from run_dir/latest.pt) on the token shards in `tokens`; validate on `valid_tokens`; with
     `codec_path`, write audio samples every `sample_every` steps."""
-    rt = runtime.setup(device)
+    rt = runtime.setup(device, cfg.cpu_bf16)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     data, val = load_shards(tokens), load_shards(valid_tokens) if rt.main else None
