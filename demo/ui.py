@@ -12,7 +12,6 @@ import shutil
 import tempfile
 import threading
 import time
-import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 from functools import lru_cache
@@ -23,10 +22,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from musicgen_core import MusicGen, convert_audio, load_audio, save_audio
+from musicgen_core import MusicGen, convert_audio, save_audio
 from musicgen_core.conditioning.chroma import ChromaExtractor
-from musicgen_core.validation import (SAMPLING_RANGES, InputError, check_audio, check_continuation, check_duration,
-                                      check_prompt, check_sampling, check_seed)
+from musicgen_core.validation import (MAX_FILE_MB, SAMPLING_RANGES, InputError, check_continuation, check_duration,
+                                      check_prompt, check_sampling, check_seed, read_audio)
 
 from . import plots
 
@@ -36,7 +35,7 @@ FOLLOW, CONTINUE = "follow this melody", "continue this audio"
 CHROMA_RATE = 32000  # MusicGen melody models' chromagram: 32 kHz audio, hop 4096 samples
 CHROMA_FPS = CHROMA_RATE / 4096
 CHUNK_SECONDS = 1.0  # streamed chunk length; also how soon Cancel takes effect
-MAX_FILE_SIZE = "20mb"
+MAX_FILE_SIZE = f"{MAX_FILE_MB}mb"
 EXAMPLES = Path(__file__).resolve().parent.parent / "assets" / "examples"
 EXAMPLES_ROWS = [  # label, prompt, melody file (in assets/examples), mode
     ("lo-fi hip hop", "lo-fi hip hop beat with a mellow electric piano and vinyl crackle", None, FOLLOW),
@@ -95,25 +94,6 @@ def chroma_of(wav: torch.Tensor, sample_rate: int) -> np.ndarray:
     mono = convert_audio(wav.float().cpu(), sample_rate, CHROMA_RATE, 1)
     with torch.no_grad():
         return _extractor(CHROMA_RATE)(mono)[0].numpy()
-
-
-def read_melody(path: str) -> tuple[tuple[torch.Tensor, int], list[str]]:
-    """An uploaded or recorded file -> ((wav [C, T], sample rate), warnings); InputError if it is unusable."""
-    try:
-        wav, sr = load_audio(path)
-    except Exception:  # not a format libsndfile reads (e.g. a WebM browser recording): try ffmpeg via librosa
-        try:
-            import librosa
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                data, sr = librosa.load(path, sr=None, mono=False)
-            wav = torch.from_numpy(np.atleast_2d(data))
-        except Exception:
-            raise InputError(f"Could not read {Path(path).name} as audio: upload a WAV, FLAC, OGG or MP3 file."
-                             ) from None
-    wav, notes = check_audio(wav, int(sr))
-    return (wav, int(sr)), notes
 
 
 def wav_bytes(wav: torch.Tensor, sample_rate: int) -> bytes:
@@ -233,7 +213,7 @@ def build_demo(models: dict[str, str | None] | ModelCache, *, streaming: bool | 
             if not path:
                 return gr.update(value=None, visible=False)
             with user_errors("Reading the melody"):
-                (wav, sr), notes = read_melody(path)
+                wav, sr, notes = read_audio(path)
                 for note in notes:
                     gr.Warning(note)
                 chroma = chroma_of(wav, sr)
@@ -245,7 +225,10 @@ def build_demo(models: dict[str, str | None] | ModelCache, *, streaming: bool | 
                      top_k: float = 250, top_p: float = 0.0, temperature: float = 1.0, cfg_coef: float = 3.0,
                      mode: str = FOLLOW, model: str = cache.names[0], progress=gr.Progress()):
             with user_errors("Generation"):
-                audio, notes = read_melody(melody) if melody else (None, [])
+                audio, notes = None, []
+                if melody:
+                    wav, sr, notes = read_audio(melody)
+                    audio = (wav, sr)
                 text = check_prompt(prompt, required=audio is None)
                 seconds, seed = check_duration(duration), check_seed(seed)
                 sampling = check_sampling(top_k, top_p, temperature, cfg_coef)

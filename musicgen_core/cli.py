@@ -8,21 +8,24 @@ from pathlib import Path
 
 
 def _generate(args) -> None:
-    from . import MusicGen, load_audio, save_audio
+    from . import MusicGen, save_audio
+    from .validation import check_duration, check_prompt, check_sampling, read_audio
 
+    prompts = [check_prompt(p) for p in args.prompt or []] or [None]
+    check_duration(args.duration, low=0.1, high=float("inf"))
+    check_sampling(args.top_k, args.top_p, args.temperature, args.cfg_coef)
+    audio = read_audio(args.melody or args.continue_from, "The melody" if args.melody else "The audio to continue"
+                       ) if args.melody or args.continue_from else None
     model = MusicGen.from_pretrained(args.model, device=args.device)
     model.set_generation_params(duration=args.duration, use_sampling=not args.greedy, top_k=args.top_k,
                                 top_p=args.top_p, temperature=args.temperature, cfg_coef=args.cfg_coef,
                                 extend_stride=args.extend_stride)
-    prompts = args.prompt or [None]
     start = time.perf_counter()
     if args.melody:
-        melody, sr = load_audio(args.melody)
-        wav = model.generate_with_chroma(prompts, [melody] * len(prompts), sr, progress=True, seed=args.seed)
+        wav = model.generate_with_chroma(prompts, [audio[0]] * len(prompts), audio[1], progress=True, seed=args.seed)
     elif args.continue_from:
-        audio, sr = load_audio(args.continue_from)
-        wav = model.generate_continuation(audio[None].expand(len(prompts), -1, -1), sr, prompts, progress=True,
-                                          seed=args.seed)
+        wav = model.generate_continuation(audio[0][None].expand(len(prompts), -1, -1), audio[1], prompts,
+                                          progress=True, seed=args.seed)
     else:
         wav = model.generate(prompts, progress=True, seed=args.seed)
     elapsed = time.perf_counter() - start

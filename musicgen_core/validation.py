@@ -6,6 +6,8 @@ a message that says what is wrong and how to fix it.
 from __future__ import annotations
 
 import math
+import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,6 +17,7 @@ MIN_DURATION, MAX_DURATION = 1.0, 120.0
 MIN_AUDIO_SECONDS, MAX_AUDIO_SECONDS = 0.5, 180.0
 SILENCE_RMS = 1e-3  # -60 dBFS
 MAX_SEED = 2**31 - 1
+MAX_FILE_MB = 20
 # name -> (low, high, default) for the sampling parameters of `MusicGen.set_generation_params`
 SAMPLING_RANGES = {"top_k": (0, 2048, 250), "top_p": (0.0, 1.0, 0.0), "temperature": (0.0, 5.0, 1.0),
                    "cfg_coef": (0.0, 20.0, 3.0)}
@@ -137,3 +140,35 @@ def check_continuation(prompt_seconds: float, duration: float, max_duration: flo
     if prompt_seconds + 0.5 > duration:
         raise InputError(f"The audio to continue is {prompt_seconds:.1f} s long: set the duration to at least "
                          f"{math.ceil(prompt_seconds + 0.5)} s, or trim the audio.")
+
+
+def read_audio(path, what: str = "The melody") -> tuple[torch.Tensor, int, list[str]]:
+    """Read and check a user's audio file -> (wav [C, T] float32, sample rate, notes) (see `check_audio`).
+
+    Anything libsndfile reads (WAV of any bit depth, FLAC, OGG, MP3) or, through librosa, ffmpeg (e.g. a browser's
+    WebM recording); a file over `MAX_FILE_MB`, an empty one or one that is not audio raises InputError.
+    """
+    from .audio import load_audio
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} file {path.name} was not found.")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path.name} is empty (0 bytes): record or upload the audio again.")
+    if size > MAX_FILE_MB * 2**20:
+        raise InputError(f"{path.name} is {size / 2**20:.1f} MB; the limit is {MAX_FILE_MB} MB: trim or compress it.")
+    try:
+        wav, sr = load_audio(path)
+    except Exception:  # not a format libsndfile reads: try ffmpeg via librosa
+        try:
+            import librosa
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                data, sr = librosa.load(path, sr=None, mono=False)
+            wav = torch.from_numpy(np.atleast_2d(data))
+        except Exception:
+            raise InputError(f"Could not read {path.name} as audio: use a WAV, FLAC, OGG or MP3 file.") from None
+    wav, notes = check_audio(wav, int(sr), what)
+    return wav, int(sr), notes

@@ -156,6 +156,18 @@ def test_text_only(client):
     assert set(glob.glob(str(Path(tempfile.gettempdir()) / "musicgen-demo-*"))) <= before  # temp files removed
 
 
+@pytest.mark.parametrize("prompt", ["música suave para piano 🎹🎶", "מוזיקה שקטה לפסנתר", "静かなピアノ"])
+def test_non_ascii_prompts_work(client, prompt):
+    wav_path, *_ = client.predict(prompt=prompt, duration=1, seed=3, api_name="/generate")
+    assert read(wav_path)[0].shape == (1, 32000)
+
+
+@pytest.mark.parametrize("kwargs", [{"top_k": 0}, {"temperature": 0}])  # 0 = no top-k filter / greedy, documented
+def test_boundary_sampling_values_are_meaningful(client, kwargs):
+    first = client.predict(prompt="x", duration=1, seed=1, api_name="/generate", **kwargs)
+    assert read(first[0])[0].shape == (1, 32000)
+
+
 def test_random_seed_is_reported(client):
     _, _, _, seed, stats, _ = client.predict(prompt="lo-fi beat", duration=1, api_name="/generate")
     assert isinstance(seed, int) and 0 <= seed < 2**31 and f"Seed **{seed}**" in stats
@@ -181,6 +193,7 @@ def test_continuation_with_any_channels_and_rate(client, audio_files):
     ({"prompt": "   "}, "prompt is empty"),
     ({"prompt": "x" * 1001}, "limit is 1000"),
     ({"prompt": "x", "duration": 500}, "maximum value 120"),
+    ({"prompt": "x", "duration": -3}, "minimum value 1"),
     ({"prompt": "x", "seed": "1.5"}, "Seed must be a whole number"),
     ({"prompt": "x", "top_k": -5}, "Top-k must be between 0 and 2048"),
     ({"prompt": "x", "top_p": 2}, "Top-p must be between 0 and 1"),
