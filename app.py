@@ -8,6 +8,7 @@ models/. On a Hugging Face Space (SPACE_ID set) it listens on 0.0.0.0.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import sys
 from pathlib import Path
@@ -39,7 +40,17 @@ def find_models(paths: list[str]) -> dict[str, str | None]:
     return models
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's per-thread heap arenas: with the queue's worker threads each getting its own, the server's memory
+    crept up ~1.3 MB per request (fragmentation); with two it levels off after a few dozen requests."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
+    limit_malloc_arenas()
     parser = argparse.ArgumentParser(description="MusicGen web demo")
     parser.add_argument("--model", action="append", default=[], metavar="DIR",
                         help="checkpoint folder to serve (repeatable); default: the embedded model in assets/default")
