@@ -202,3 +202,20 @@ def test_not_a_checkpoint_folder(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(CheckpointError, match="model_type 'bert' is not musicgen"):
         MusicGen.from_pretrained(tmp_path, device="cpu")
+
+
+def test_safetensors_are_read_into_their_own_memory(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from musicgen_core.checkpoints import read_safetensors
+
+    tensors = {"f32": torch.randn(3, 5), "bf16": torch.randn(7).bfloat16(), "f16": torch.randn(2, 2).half(),
+               "i64": torch.arange(4), "u8": torch.arange(6, dtype=torch.uint8), "empty": torch.zeros(0, 3),
+               "bool": torch.tensor([True, False])}
+    save_file(tensors, tmp_path / "w.safetensors")
+    read = read_safetensors(tmp_path / "w.safetensors")
+    reference = load_file(tmp_path / "w.safetensors")
+    assert read.keys() == reference.keys()
+    for key, value in read.items():
+        assert value.dtype == reference[key].dtype and torch.equal(value, reference[key]), key
+        assert value.untyped_storage().nbytes() == value.nbytes  # not a view of one big file mapping
