@@ -1,6 +1,6 @@
 """Launch the MusicGen web demo.
 
-    python app.py [--model CHECKPOINT_DIR ...] [--host HOST] [--port PORT] [--share]
+    python app.py [--model CHECKPOINT_DIR ...] [--host HOST] [--port PORT] [--share] [--precision fp32|bf16|int8]
 
 Serves the embedded default model (assets/default), the checkpoint folders given with --model, and those found in
 models/. On a Hugging Face Space (SPACE_ID set) it listens on 0.0.0.0.
@@ -50,6 +50,8 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from musicgen_core.quantize import PRECISIONS
+
     limit_malloc_arenas()
     parser = argparse.ArgumentParser(description="MusicGen web demo")
     parser.add_argument("--model", action="append", default=[], metavar="DIR",
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="default: 127.0.0.1, or 0.0.0.0 on a Hugging Face Space (SPACE_ID set)")
     parser.add_argument("--port", type=int, default=None, help="default: 7860 or the first free port after it")
     parser.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="fp32: exact; bf16 / int8 (weights): faster decoding, nearly the same tokens")
     args = parser.parse_args(argv)
     for path in args.model:
         if not Path(path).is_dir():
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from demo.ui import ModelCache, build_demo, launch
 
-    cache = ModelCache(models)
+    cache = ModelCache(models, precision=args.precision)
     first = next(iter(models))
     try:  # load the first model now: a broken checkpoint fails here, and the first visitor does not wait
         cache.get(first)

@@ -59,12 +59,13 @@ CSS = """
 
 
 class ModelCache:
-    """Checkpoints by display name, loaded on first use; keeps the `max_loaded` most recently used in memory."""
+    """Checkpoints by display name, loaded on first use (at `precision`, see `MusicGen.from_pretrained`); keeps the
+    `max_loaded` most recently used in memory."""
 
-    def __init__(self, models: dict[str, str | None], max_loaded: int = 1):
+    def __init__(self, models: dict[str, str | None], max_loaded: int = 1, precision: str = "fp32"):
         if not models:
             raise ValueError("no models to serve")
-        self.paths, self.max_loaded = dict(models), max_loaded
+        self.paths, self.max_loaded, self.precision = dict(models), max_loaded, precision
         self._loaded: OrderedDict[str, MusicGen] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -79,7 +80,7 @@ class ModelCache:
             if name not in self._loaded:
                 while len(self._loaded) >= self.max_loaded:
                     self._loaded.popitem(last=False)
-                self._loaded[name] = MusicGen.from_pretrained(self.paths[name])
+                self._loaded[name] = MusicGen.from_pretrained(self.paths[name], precision=self.precision)
             self._loaded.move_to_end(name)
             return self._loaded[name]
 

@@ -3,9 +3,12 @@
 `python -m musicgen_core.bench --compare-hf [--device cpu|cuda] [--quick]` builds a musicgen-small-shaped model
 with random weights in transformers (T5-base-shaped text encoder, the 32 kHz EnCodec, the 24-layer decoder), saves it,
 and loads the same files with both implementations. Each measurement runs in its own process, so peak memory is the
-job's own. Greedy decoding with CFG 3 for batch 1 and 4; reported: decoder steps/s, real-time factor (audio seconds per
-wall second, text encoding and audio decoding included), time to first audio (ours streams), peak RSS, and greedy
-token agreement. The last line is `speedup_vs_hf=<ours steps/s over transformers'> rtf=<ours, batch 1>`.
+job's own. Greedy decoding with CFG 3 for batch 1 and 4, ours in the exact float32 path and in the fast one (int8
+weights on CPU, bf16 on CUDA); reported: decoder steps/s, real-time factor (audio seconds per wall second, text
+encoding and audio decoding included), time to first audio (ours streams), peak RSS, and greedy token agreement with
+transformers. Then the embedded default model (when built): real-time factor and time to first streamed audio of a
+10 s sampled request. The last line is
+`speedup_vs_hf=<exact path's steps/s over transformers'> fast_speedup_vs_hf=<fast path's> rtf=<exact, batch 1>`.
 """
 from __future__ import annotations
 
@@ -51,7 +54,8 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker(impl: str, folder: str, batch: int, frames: int, device: str, repeats: int) -> dict:
+def worker(impl: str, folder: str, batch: int, frames: int, device: str, repeats: int, precision: str = "fp32",
+           greedy: bool = True) -> dict:
     """One measurement (run in a fresh process): warm-up, then the best of `repeats` timed greedy runs."""
     torch.set_grad_enabled(False)
     prompts = (PROMPTS * batch)[:batch]
@@ -76,8 +80,8 @@ def worker(impl: str, folder: str, batch: int, frames: int, device: str, repeats
     else:
         from .generate import MusicGen
 
-        model = MusicGen.from_pretrained(folder, device=device)
-        model.set_generation_params(duration=frames / model.frame_rate, use_sampling=False, cfg_coef=3.0)
+        model = MusicGen.from_pretrained(folder, device=device, precision=precision)
+        model.set_generation_params(duration=frames / model.frame_rate, use_sampling=not greedy, cfg_coef=3.0)
 
         def run():
             first = None
@@ -99,7 +103,7 @@ def worker(impl: str, folder: str, batch: int, frames: int, device: str, repeats
         if elapsed < best:
             best, first = elapsed, first_audio
     if impl == "ours":  # tokens for the agreement check, outside the timed runs
-        out = model.generate(prompts, return_tokens=True)[1]
+        out = model.generate(prompts, return_tokens=True, seed=0)[1]
     steps = frames + 3
     return {"impl": impl, "batch": batch, "frames": frames, "wall_s": best, "steps_per_s": steps / best,
             "rtf": frames / 50 / best, "first_audio_s": first if first is not None else best,
@@ -111,10 +115,11 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _spawn(impl: str, folder: Path, batch: int, frames: int, device: str, repeats: int, threads: int) -> dict:
+def _spawn(impl: str, folder: Path, batch: int, frames: int, device: str, repeats: int, threads: int,
+           precision: str = "fp32", greedy: bool = True) -> dict:
     cmd = [sys.executable, "-m", "musicgen_core.bench", "--worker", impl, "--folder", str(folder), "--batch",
            str(batch), "--frames", str(frames), "--device", device, "--repeats", str(repeats), "--threads",
-           str(threads)]
+           str(threads), "--precision", precision] + ([] if greedy else ["--sampling"])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -122,24 +127,36 @@ def _spawn(impl: str, folder: Path, batch: int, frames: int, device: str, repeat
 def compare(device: str, quick: bool, threads: int) -> None:
     frames = 100 if quick else 500  # 2 s or 10 s
     repeats = 1 if quick else 2
+    fast = "int8" if device == "cpu" else "bf16"
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "musicgen-small-random"
         t = time.perf_counter()
         build_hf_small(folder)
         print(f"built a random musicgen-small-shaped model in {time.perf_counter() - t:.0f} s", flush=True)
-        rows = []
+        rows = {}
         for batch in (1, 4):
             hf = _spawn("hf", folder, batch, frames, device, repeats, threads)
-            ours = _spawn("ours", folder, batch, frames, device, repeats, threads)
-            agree = _agreement(hf["codes"], ours["codes"])
-            rows.append((batch, hf, ours, agree))
             print(f"batch {batch}: transformers {hf['steps_per_s']:.2f} steps/s, rtf {hf['rtf']:.3f}, "
-                  f"peak {hf['peak_rss_mb']:.0f} MB | ours {ours['steps_per_s']:.2f} steps/s, rtf {ours['rtf']:.3f}, "
-                  f"first audio {ours['first_audio_s']:.2f} s, peak {ours['peak_rss_mb']:.0f} MB | "
-                  f"speedup {ours['steps_per_s'] / hf['steps_per_s']:.2f}x, greedy token agreement {agree:.4f}",
+                  f"peak {hf['peak_rss_mb']:.0f} MB", flush=True)
+            for precision in ("fp32", fast):
+                ours = _spawn("ours", folder, batch, frames, device, repeats, threads, precision)
+                rows[batch, precision] = ours["steps_per_s"] / hf["steps_per_s"]
+                print(f"batch {batch}: ours {precision} {ours['steps_per_s']:.2f} steps/s, rtf {ours['rtf']:.3f}, "
+                      f"first audio {ours['first_audio_s']:.2f} s, peak {ours['peak_rss_mb']:.0f} MB | speedup "
+                      f"{rows[batch, precision]:.2f}x, greedy token agreement with transformers "
+                      f"{_agreement(hf['codes'], ours['codes']):.4f}", flush=True)
+                if batch == 1 and precision == "fp32":
+                    rtf = ours["rtf"]
+    from .checkpoints import default_model_dir
+
+    if (default_model_dir() / "config.json").is_file():
+        for precision in ("fp32", fast):
+            d = _spawn("ours", default_model_dir(), 1, 500, device, repeats, threads, precision, greedy=False)
+            print(f"default model ({precision}, 10 s, sampling, CFG 3): rtf {d['rtf']:.2f}, first streamed audio "
+                  f"{d['first_audio_s']:.2f} s, {d['steps_per_s']:.1f} steps/s, peak {d['peak_rss_mb']:.0f} MB",
                   flush=True)
-    speedup = rows[0][2]["steps_per_s"] / rows[0][1]["steps_per_s"]
-    print(f"device={device} frames={frames} speedup_vs_hf={speedup:.3f} rtf={rows[0][2]['rtf']:.3f}")
+    print(f"device={device} frames={frames} threads={threads} speedup_vs_hf={rows[1, 'fp32']:.3f} "
+          f"fast_speedup_vs_hf={rows[1, fast]:.3f} rtf={rtf:.3f}")
 
 
 def _agreement(a, b) -> float:
@@ -158,10 +175,13 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--frames", type=int, default=100, help=argparse.SUPPRESS)
     p.add_argument("--repeats", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    p.add_argument("--sampling", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.folder, args.batch, args.frames, args.device, args.repeats)))
+        print(json.dumps(worker(args.worker, args.folder, args.batch, args.frames, args.device, args.repeats,
+                                args.precision, not args.sampling)))
     elif args.compare_hf:
         compare(args.device, args.quick, args.threads)
     else:

@@ -387,9 +387,13 @@ def default_model_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "assets" / "default"
 
 
-def load_model(name_or_path: str | os.PathLike | None = None, device=None, dtype=None):
-    """Load a MusicGen from a folder in any supported format (None / "default": the embedded default)."""
+def load_model(name_or_path: str | os.PathLike | None = None, device=None, precision: str = "fp32"):
+    """Load a MusicGen from a folder in any supported format (None / "default": the embedded default); `precision`
+    as in `quantize.set_precision`."""
     from .generate import MusicGen
+    from .quantize import check_precision, set_precision
+
+    check_precision(precision)
 
     folder = default_model_dir() if name_or_path in (None, "default") else Path(name_or_path)
     if not folder.is_dir():
@@ -398,7 +402,7 @@ def load_model(name_or_path: str | os.PathLike | None = None, device=None, dtype
     loader = {"own": load_own, "transformers": load_transformers, "audiocraft": load_audiocraft}
     cfg, lm, codec, text = loader[detect_format(folder)](folder)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    lm = lm.to(device=device, dtype=dtype)
+    lm = set_precision(lm.to(device), precision)
     return MusicGen(lm, codec.to(device), text.to(device), cfg, name=folder.name)
 
 

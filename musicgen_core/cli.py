@@ -16,7 +16,7 @@ def _generate(args) -> None:
     check_sampling(args.top_k, args.top_p, args.temperature, args.cfg_coef)
     audio = read_audio(args.melody or args.continue_from, "The melody" if args.melody else "The audio to continue"
                        ) if args.melody or args.continue_from else None
-    model = MusicGen.from_pretrained(args.model, device=args.device)
+    model = MusicGen.from_pretrained(args.model, device=args.device, precision=args.precision)
     model.set_generation_params(duration=args.duration, use_sampling=not args.greedy, top_k=args.top_k,
                                 top_p=args.top_p, temperature=args.temperature, cfg_coef=args.cfg_coef,
                                 extend_stride=args.extend_stride)
@@ -45,6 +45,8 @@ def _convert(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .quantize import PRECISIONS
+
     parser = argparse.ArgumentParser(prog="musicgen", description="MusicGen: text (and melody) to music.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="seconds of new audio per long-form window (default: 60%% of the model's max_duration)")
     g.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
     g.add_argument("--device", default=None)
+    g.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32: exact; bf16 / int8 (weights): faster decoding, nearly the same tokens")
     g.add_argument("--out", default="output.wav")
     g.set_defaults(func=_generate)
 

@@ -76,11 +76,14 @@ class MusicGen:
         self._progress: Callable[[int, int], None] | None = None
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | None = None, device=None, dtype=None) -> "MusicGen":
-        """`None`/"default" -> the embedded default; else a transformers, audiocraft or own-format folder."""
+    def from_pretrained(cls, name_or_path: str | None = None, device=None, precision: str = "fp32") -> "MusicGen":
+        """`None`/"default" -> the embedded default; else a transformers, audiocraft or own-format folder.
+
+        precision: "fp32" (exact: the reference implementations' codes), "bf16" or "int8" (int8 weight-only linear
+        layers, bf16 activations), which decode faster and agree with fp32 on most tokens (see quantize.py)."""
         from .checkpoints import load_model
 
-        return load_model(name_or_path, device=device, dtype=dtype)
+        return load_model(name_or_path, device=device, precision=precision)
 
     # --- properties -------------------------------------------------------------------------------------------
     @property

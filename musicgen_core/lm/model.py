@@ -65,6 +65,7 @@ class MusicLM(nn.Module):
 
     def condition(self, text: torch.Tensor, text_mask: torch.Tensor, chroma: torch.Tensor | None = None) -> Context:
         """text [B, L, cond_dim] and its mask [B, L] (0 = padding or null); chroma [B, F, 12] one-hot (melody)."""
+        text = text.to(self.emb.dtype)  # encoders run in float32; a bf16 LM takes bf16 inputs
         text = self.text_proj(text) * text_mask[..., None].to(text.dtype)  # padding and null rows -> exact zeros
         if self.cfg.chroma:
             chroma = fit_chroma_length(chroma, self.cfg.chroma_length)
