@@ -23,13 +23,32 @@ def extra_padding_for_conv1d(length: int, kernel_size: int, stride: int, padding
 
 
 def pad1d(x: torch.Tensor, paddings: tuple[int, int], mode: str = "constant") -> torch.Tensor:
-    """`F.pad` on the last dim; in reflect mode an input shorter than the padding is zero-extended first."""
+    """`F.pad` on the last dim of [B, C, T] or [B, C, 1, T]; in reflect mode an input shorter than the padding is
+    zero-extended first."""
     if mode != "reflect":
         return F.pad(x, paddings, mode)
     length = x.shape[-1]
     extra = max(0, max(paddings) - length + 1)
-    padded = F.pad(F.pad(x, (0, extra)), paddings, mode)
+    padded = F.pad(F.pad(x, (0, extra)), (*paddings, 0, 0)[: 2 * (x.dim() - 2)], mode)
     return padded[..., : padded.shape[-1] - extra]
+
+
+def time_major_conv(conv: nn.Conv1d | nn.ConvTranspose1d, x: torch.Tensor, padding: tuple[int, int] = (0, 0),
+                    mode: str = "constant") -> torch.Tensor:
+    """`conv(pad1d(x, padding, mode))` for x [B, C, T], computed on CPU as a channels-last 2D convolution: oneDNN's
+    time-major kernels are 4-9x faster than its channel-major 1D ones for the few channels of a small codec (a k7
+    16 -> 1 conv over 10 s at 32 kHz: 5 ms instead of 23 ms). Padding, ELU, residual sums and the LSTM keep the
+    time-major layout, so activations are transposed once, at the codec's input."""
+    if x.device.type != "cpu":
+        return conv(pad1d(x, padding, mode))
+    cl = torch.channels_last
+    x4 = pad1d(x.unsqueeze(2).contiguous(memory_format=cl), padding, mode)  # [B, C, 1, T]
+    w4 = conv.weight.unsqueeze(2).contiguous(memory_format=cl)
+    if isinstance(conv, nn.ConvTranspose1d):
+        y = F.conv_transpose2d(x4, w4, conv.bias, (1, conv.stride[0]))
+    else:
+        y = F.conv2d(x4, w4, conv.bias, (1, conv.stride[0]), 0, (1, conv.dilation[0]))
+    return y.contiguous(memory_format=cl).squeeze(2)  # oneDNN returns channel-major after a 1-channel input
 
 
 class SConv1d(nn.Module):
@@ -46,10 +65,8 @@ class SConv1d(nn.Module):
         kernel_size = (self.conv.kernel_size[0] - 1) * self.conv.dilation[0] + 1
         padding_total = kernel_size - stride
         extra = extra_padding_for_conv1d(x.shape[-1], kernel_size, stride, padding_total)
-        if self.causal:
-            return self.conv(pad1d(x, (padding_total, extra), self.pad_mode))
-        right = padding_total // 2
-        return self.conv(pad1d(x, (padding_total - right, right + extra), self.pad_mode))
+        right = 0 if self.causal else padding_total // 2
+        return time_major_conv(self.conv, x, (padding_total - right, right + extra), self.pad_mode)
 
 
 class SConvTranspose1d(nn.Module):
@@ -63,7 +80,7 @@ class SConvTranspose1d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C_in, T] -> [B, C_out, T * stride]
         padding_total = self.conv.kernel_size[0] - self.conv.stride[0]
         right = padding_total if self.causal else padding_total // 2
-        y = self.conv(x)
+        y = time_major_conv(self.conv, x)
         return y[..., padding_total - right: y.shape[-1] - right]
 
 
