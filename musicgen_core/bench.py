@@ -4,10 +4,10 @@
 with random weights in transformers (T5-base-shaped text encoder, the 32 kHz EnCodec, the 24-layer decoder), saves it,
 and loads the same files with both implementations. Each measurement runs in its own process, so peak memory is the
 job's own. Greedy decoding with CFG 3 for batch 1 and 4, ours in the exact float32 path and in the fast one (int8
-weights on CPU, bf16 on CUDA); reported: decoder steps/s, real-time factor (audio seconds per wall second, text
-encoding and audio decoding included), time to first audio (ours streams), peak RSS, and greedy token agreement with
-transformers. Then the embedded default model (when built): real-time factor and time to first streamed audio of a
-10 s sampled request. The last line is
+weights on CPU; on CUDA bf16 with the decode step compiled and captured in a CUDA graph); reported: decoder steps/s,
+real-time factor (audio seconds per wall second, text encoding and audio decoding included), time to first audio
+(ours streams), peak RSS, and greedy token agreement with transformers. Then the embedded default model (when built):
+real-time factor and time to first streamed audio of a 10 s sampled request. The last line is
 `speedup_vs_hf=<exact path's steps/s over transformers'> fast_speedup_vs_hf=<fast path's> rtf=<exact, batch 1>`.
 """
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _peak_rss_mb() -> float:
 
 
 def worker(impl: str, folder: str, batch: int, frames: int, device: str, repeats: int, precision: str = "fp32",
-           greedy: bool = True) -> dict:
+           greedy: bool = True, compiled: bool = False) -> dict:
     """One measurement (run in a fresh process): warm-up, then the best of `repeats` timed greedy runs."""
     torch.set_grad_enabled(False)
     prompts = (PROMPTS * batch)[:batch]
@@ -81,6 +81,8 @@ def worker(impl: str, folder: str, batch: int, frames: int, device: str, repeats
         from .generate import MusicGen
 
         model = MusicGen.from_pretrained(folder, device=device, precision=precision)
+        if compiled:
+            model.compile()
         model.set_generation_params(duration=frames / model.frame_rate, use_sampling=not greedy, cfg_coef=3.0)
 
         def run():
@@ -92,7 +94,7 @@ def worker(impl: str, folder: str, batch: int, frames: int, device: str, repeats
                 chunks.append(chunk)
             return None, first
 
-    run()  # warm-up
+    run()  # warm-up (and compilation / graph recording)
     best, first, out = float("inf"), None, None
     for _ in range(repeats):
         _sync(device)
@@ -117,9 +119,11 @@ def _sync(device: str) -> None:
 
 def _spawn(impl: str, folder: Path, batch: int, frames: int, device: str, repeats: int, threads: int,
            precision: str = "fp32", greedy: bool = True) -> dict:
+    compiled = precision.endswith("+graph")
+    precision = precision.removesuffix("+graph")
     cmd = [sys.executable, "-m", "musicgen_core.bench", "--worker", impl, "--folder", str(folder), "--batch",
            str(batch), "--frames", str(frames), "--device", device, "--repeats", str(repeats), "--threads",
-           str(threads), "--precision", precision] + ([] if greedy else ["--sampling"])
+           str(threads), "--precision", precision] + ["--sampling"] * (not greedy) + ["--compile"] * compiled
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -127,7 +131,7 @@ def _spawn(impl: str, folder: Path, batch: int, frames: int, device: str, repeat
 def compare(device: str, quick: bool, threads: int) -> None:
     frames = 100 if quick else 500  # 2 s or 10 s
     repeats = 1 if quick else 2
-    fast = "int8" if device == "cpu" else "bf16"
+    fast = "int8" if device == "cpu" else "bf16+graph"
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "musicgen-small-random"
         t = time.perf_counter()
@@ -177,11 +181,12 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     p.add_argument("--sampling", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.worker:
         print(json.dumps(worker(args.worker, args.folder, args.batch, args.frames, args.device, args.repeats,
-                                args.precision, not args.sampling)))
+                                args.precision, not args.sampling, args.compile)))
     elif args.compare_hf:
         compare(args.device, args.quick, args.threads)
     else:

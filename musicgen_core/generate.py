@@ -51,6 +51,23 @@ def sample_next_token(logits: torch.Tensor, p: GenerationParams, generator: torc
     return torch.multinomial(probs.flatten(0, -2), 1, generator=generator).view(logits.shape[:-1])
 
 
+def sample_with_noise(logits: torch.Tensor, p: GenerationParams, gumbel: torch.Tensor | None) -> torch.Tensor:
+    """The distribution of `sample_next_token`, drawn by Gumbel-max from given Gumbel(0, 1) noise [B, K, card]: no
+    generator and no host synchronisation inside, so it can live in a compiled / CUDA-graph step."""
+    if gumbel is None or not p.use_sampling or p.temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = logits / p.temperature
+    if p.top_p > 0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        drop = probs.cumsum(dim=-1) - probs > p.top_p  # the top token is always kept
+        logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
+    elif p.top_k > 0:
+        kth = logits.topk(min(p.top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))  # ties at the threshold are kept
+    return (logits + gumbel).argmax(dim=-1)
+
+
 def frame_steps(pattern: Pattern, n_q: int, frames: int) -> torch.Tensor:
     """[K, T] sequence step holding each (codebook, frame) code."""
     ids = torch.arange(n_q * frames).view(1, n_q, frames)
@@ -74,6 +91,8 @@ class MusicGen:
         self.params = GenerationParams()
         self.last_seed: int | None = None
         self._progress: Callable[[int, int], None] | None = None
+        self._step: Callable | None = None  # the compiled decode step (see `compile`)
+        self._caches: dict[tuple, list] = {}
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | None = None, device=None, precision: str = "fp32") -> "MusicGen":
@@ -122,6 +141,16 @@ class MusicGen:
         self._progress = callback
 
     # --- public generation API --------------------------------------------------------------------------------
+    def compile(self, mode: str | None = "reduce-overhead") -> "MusicGen":
+        """Decode with one compiled step: LM step over a static KV cache + CFG + sampling, `torch.compile`d with
+        fullgraph (on CUDA, "reduce-overhead" captures it in a CUDA graph; gpt-fast's recipe). The prefill and the
+        pattern bookkeeping stay eager. Greedy decoding gives the eager path's codes; sampling draws the same
+        distribution through Gumbel noise, so a seed gives different (equally likely) music than without compile.
+        `mode=None` keeps the static step eager (what the CPU tests check)."""
+        self._step = self._decode_step if mode is None else torch.compile(self._decode_step, mode=mode,
+                                                                          fullgraph=True)
+        return self
+
     def generate(self, descriptions: Sequence[str | None] | str, progress: bool = False, return_tokens: bool = False,
                  seed: int | None = None):
         """Text -> wav [B, C, T] (and codes [B, K, F] with return_tokens)."""
@@ -176,6 +205,24 @@ class MusicGen:
     def _generator(self, seed: int | None) -> torch.Generator:
         self.last_seed = random.randrange(2**31) if seed is None else int(seed)
         return torch.Generator(self.device).manual_seed(self.last_seed)
+
+    def _decode_step(self, x: torch.Tensor, ctx: Context, cache: list, pos: torch.Tensor,
+                     gumbel: torch.Tensor | None, cfg: bool) -> torch.Tensor:
+        """Next tokens [B, K] for pattern step x [B, K, 1] at cache position pos (static shapes throughout)."""
+        logits = self.lm.step(torch.cat([x, x]) if cfg else x, ctx, cache, pos)  # [B(*2), K, card]
+        if cfg:
+            cond, uncond = logits.chunk(2)
+            logits = uncond + (cond - uncond) * self.params.cfg_coef
+        return sample_with_noise(logits, self.params, gumbel)
+
+    def _static_cache(self, batch: int, prefix_len: int) -> list:
+        """A KV cache sized for a full window, reused so the captured step keeps seeing the same tensors (stale entries
+        beyond the current position are masked). Lengths round up to 64 so varying prompt lengths share one."""
+        length = prefix_len + self.pattern.num_steps(int(self.max_duration * self.frame_rate))
+        key = (batch, -(-length // 64) * 64)
+        if key not in self._caches:
+            self._caches[key] = self.lm.new_cache(*key)
+        return self._caches[key]
 
     def _encode_prompt(self, prompt: torch.Tensor, sample_rate: int) -> torch.Tensor:
         prompt = prompt[None] if prompt.dim() == 2 else prompt
@@ -285,15 +332,23 @@ class MusicGen:
         steps = frame_steps(self.pattern, K, n_frames).to(self.device)  # [K, T]
         ready = steps.max(dim=0).values.tolist()  # frame t is complete once step ready[t] is sampled
         start = self.pattern.first_step_with_timestep(prompt_len)
-        cache = lm.new_cache(B * (2 if cfg else 1), ctx.prefix_len + S)
-        emitted, prev = prompt_len, 0
+        B2 = B * (2 if cfg else 1)
+        static = self._step is not None
+        cache = self._static_cache(B2, ctx.prefix_len) if static else lm.new_cache(B2, ctx.prefix_len + S)
+        emitted, prev, pos = prompt_len, 0, None
         for offset in range(start, S):
             x = seq[..., prev:offset]
-            logits = lm(torch.cat([x, x]) if cfg else x, ctx, cache, start=prev)[:, :, -1]  # [B(*2), K, card]
-            if cfg:
-                cond, uncond = logits.chunk(2)
-                logits = uncond + (cond - uncond) * p.cfg_coef
-            nxt = sample_next_token(logits, p, generator)
+            if static and offset > start:  # after the prefill: the compiled step
+                pos = torch.tensor([ctx.prefix_len + prev], device=self.device) if pos is None else pos + 1
+                gumbel = None if not p.use_sampling else -torch.log(-torch.log(
+                    torch.rand(B, K, lm.cfg.card, generator=generator, device=self.device)))
+                nxt = self._step(x, ctx, cache, pos, gumbel, cfg)
+            else:
+                logits = lm(torch.cat([x, x]) if cfg else x, ctx, cache, start=prev)[:, :, -1]  # [B(*2), K, card]
+                if cfg:
+                    cond, uncond = logits.chunk(2)
+                    logits = uncond + (cond - uncond) * p.cfg_coef
+                nxt = sample_next_token(logits, p, generator)
             nxt = torch.where(valid[:, offset], nxt, special)
             cur = seq[..., offset]
             seq[..., offset] = torch.where(cur == -1, nxt, cur)  # never overwrite prompt tokens

@@ -38,6 +38,24 @@ def test_cached_decode_equals_full_forward(kind):
     torch.testing.assert_close(torch.cat(steps, dim=2), full, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("kind", ["cross", "melody"])
+def test_static_step_equals_full_forward(kind):
+    """The graph-capturable step (whole oversized cache + mask, position as a tensor) after a prefill."""
+    kw = {"cross": {}, "melody": {"cross_attention": False, "chroma": True, "chroma_length": 20}}[kind]
+    lm = tiny_lm(**kw)
+    ctx = conditioning(lm)
+    seq = torch.randint(0, lm.cfg.card + 1, (2, lm.cfg.n_q, 12))
+    with torch.no_grad():
+        full = lm(seq, ctx)
+        cache = [(k.normal_(), v.normal_()) for k, v in lm.new_cache(2, ctx.prefix_len + 40)]  # stale entries
+        steps = [lm(seq[..., :3], ctx, cache, start=0)]
+        pos = torch.tensor([ctx.prefix_len + 3])
+        for s in range(3, 12):
+            steps.append(lm.step(seq[..., s:s + 1], ctx, cache, pos)[:, :, None])
+            pos += 1
+    torch.testing.assert_close(torch.cat(steps, dim=2), full, atol=1e-5, rtol=0)
+
+
 def test_multi_step_chunk_after_cache():
     lm = tiny_lm()
     ctx = conditioning(lm)

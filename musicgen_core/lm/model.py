@@ -107,3 +107,14 @@ class MusicLM(nn.Module):
             x = layer(x, None if cache is None else cache[i], first, kv, ctx.cross_mask)
         x = self.out_norm(x[:, -S:])
         return torch.einsum("bsd,kcd->bksc", x, self.heads).float()
+
+    def step(self, seq: torch.Tensor, ctx: Context, cache: KVCache, pos: torch.Tensor) -> torch.Tensor:
+        """One decoding step with static shapes (gpt-fast style, for torch.compile / CUDA graphs): seq [B, K, 1] at
+        cache position `pos` ([1] long tensor, prefix included; positions after it are masked) -> logits
+        [B, K, card] (float32). Equals `forward(seq, ctx, cache, start=pos - prefix_len)` after a prefill."""
+        x = self.embed(seq)
+        x = x + sinusoidal_embedding(pos, self.cfg.dim, self.cfg.max_period).to(x.dtype)
+        for i, layer in enumerate(self.layers):
+            kv = None if ctx.cross_kv is None else ctx.cross_kv[i]
+            x = layer(x, cache[i], pos, kv, ctx.cross_mask)
+        return torch.einsum("bsd,kcd->bkc", self.out_norm(x), self.heads).float()

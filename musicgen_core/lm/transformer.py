@@ -35,9 +35,19 @@ class SelfAttention(nn.Module):
         self.in_proj = nn.Linear(dim, 3 * dim, bias=False)  # rows [Wq; Wk; Wv]
         self.out_proj = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None, start: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None,
+                start: int | torch.Tensor) -> torch.Tensor:
+        """`start`: position of x[:, 0] in the cache. A [1] tensor selects the static decode step (T = 1): the whole
+        cache is attended with a mask, so shapes never change and the step can be captured in a CUDA graph."""
         B, T, D = x.shape
         q, k, v = (_heads(t, self.num_heads) for t in self.in_proj(x).chunk(3, dim=-1))
+        if isinstance(start, torch.Tensor):
+            k_cache, v_cache = cache
+            k_cache.index_copy_(2, start, k)
+            v_cache.index_copy_(2, start, v)
+            mask = (torch.arange(k_cache.shape[2], device=x.device) <= start)[None]  # [1, L]
+            y = F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask)
+            return self.out_proj(y.transpose(1, 2).reshape(B, T, D))
         if cache is not None:
             k_cache, v_cache = cache
             k_cache[:, :, start:start + T] = k
@@ -85,7 +95,7 @@ class Block(nn.Module):
         self.linear1 = nn.Linear(dim, ffn_dim, bias=False)
         self.linear2 = nn.Linear(ffn_dim, dim, bias=False)
 
-    def forward(self, x, cache, start: int, cross_kv=None, cross_mask=None):
+    def forward(self, x, cache, start: int | torch.Tensor, cross_kv=None, cross_mask=None):
         x = x + self.self_attn(self.norm1(x), cache, start)
         if cross_kv is not None:
             x = x + self.cross_attn(self.norm_cross(x), cross_kv, cross_mask)

@@ -50,7 +50,7 @@ class CodecTrainConfig:
     val_clips: int = 24
     val_duration: float = 4.0
     workers: int = 1
-    freeze_tokens: bool = False  # train only the decoder (+ discriminator): encoder and codebooks, so tokens, stay fixed
+    freeze_tokens: bool = False  # train only the decoder (+ discriminator): the tokens stay as they are
     seed: int = 0
 
 
