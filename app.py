@@ -32,7 +32,7 @@ def find_models(paths: list[str]) -> dict[str, str | None]:
 
     for path in paths:
         add(Path(path), path)
-    if DEFAULT_MODEL.is_dir():
+    if is_checkpoint(DEFAULT_MODEL):
         add(DEFAULT_MODEL, None)
     if MODELS_DIR.is_dir():
         for folder in sorted(p for p in MODELS_DIR.iterdir() if p.is_dir() and is_checkpoint(p)):
