@@ -123,11 +123,13 @@ def test_app_finds_models(tmp_path, monkeypatch):
     for folder in ("assets/default", "models/melody-ft", "models/not-a-checkpoint", "mine"):
         (tmp_path / folder).mkdir(parents=True)
     (tmp_path / "models/melody-ft/config.json").write_text("{}")
+    (tmp_path / "assets/default/codec.safetensors").write_bytes(b"")  # a codec alone is not a model yet
     monkeypatch.setattr(app, "DEFAULT_MODEL", tmp_path / "assets" / "default")
     monkeypatch.setattr(app, "MODELS_DIR", tmp_path / "models")
     models = app.find_models([str(tmp_path / "mine")])
-    assert models == {"mine": str(tmp_path / "mine"), "default": None,
-                      "melody-ft": str(tmp_path / "models/melody-ft")}
+    assert models == {"mine": str(tmp_path / "mine"), "melody-ft": str(tmp_path / "models/melody-ft")}
+    (tmp_path / "assets/default/config.json").write_text("{}")
+    assert list(app.find_models([])) == ["default", "melody-ft"]
 
 
 # --- end to end with gradio_client ---------------------------------------------------------------------------------

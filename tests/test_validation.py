@@ -115,8 +115,10 @@ def test_integer_pcm_is_scaled_to_unit_range(dtype, seed):
 
 
 @settings(max_examples=60, deadline=None)
+# no subnormal floats: the trainers' tests turn on flush-to-zero (torch.set_flush_denormal) for the whole process
 @given(st.lists(st.one_of(st.none(), st.booleans(), st.text(max_size=8), st.integers(-10**6, 10**6),
-                          st.floats(allow_nan=True, allow_infinity=True)), min_size=4, max_size=4))
+                          st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False)),
+                 min_size=4, max_size=4))
 def test_sampling_parameters_are_cleaned_or_rejected_never_crash(values):
     try:
         out = v.check_sampling(*values)
