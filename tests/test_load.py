@@ -1,5 +1,5 @@
-"""Load: `python app.py` in its own process, 8 concurrent gradio_client clients, 72 requests (text, melody and
-cancelled ones): no failures, flat memory after warm-up, no temp-file growth."""
+"""Load: `python app.py` in its own process, 8 concurrent gradio_client clients, 80 requests (text, melody and
+cancelled ones): no failures, flat memory after warm-up, no temp-file growth, nothing written outside temp folders."""
 from __future__ import annotations
 
 import os
@@ -17,7 +17,16 @@ from demo import ui
 
 ROOT = Path(__file__).resolve().parents[1]
 HUM = str(ui.EXAMPLES / "ode_to_joy_hum.wav")
-CLIENTS, WARMUP, ROUNDS = 8, 3, 6
+CLIENTS, WARMUP, ROUNDS = 8, 4, 6
+SKIP = {".git", ".venv", "runs", "__pycache__", ".pytest_cache", ".hypothesis"}
+
+
+def files_written_since(root: Path, since: float) -> list[str]:
+    out = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in SKIP]
+        out += [str(Path(folder, f).relative_to(root)) for f in files if Path(folder, f).stat().st_mtime > since]
+    return out
 
 
 def rss_mb(pid: int) -> float:
@@ -62,6 +71,7 @@ def test_eight_concurrent_clients(hf_melody_dir, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    started = time.time()
     proc = subprocess.Popen([sys.executable, "app.py", "--model", str(hf_melody_dir[1]), "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -94,6 +104,8 @@ def test_eight_concurrent_clients(hf_melody_dir, tmp_path):
         assert after - before < 40, f"server memory grew from {before:.0f} MB to {after:.0f} MB"
         assert not list(tmp.glob("musicgen-demo-*")), "the demo left temporary folders behind"
         assert request(clients[0], 0, 0) == "ok"  # still serving
+        written = files_written_since(ROOT, started)
+        assert not written, f"the server wrote outside its temp folders: {written}"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
