@@ -101,7 +101,7 @@ def test_eight_concurrent_clients(hf_melody_dir, tmp_path):
         total = CLIENTS * (WARMUP + ROUNDS)
         assert len(results) == total and results.count("ok") == total * 3 // 4
         print(f"server RSS {before:.0f} MB -> {after:.0f} MB over the last {CLIENTS * ROUNDS} requests")
-        assert after - before < 40, f"server memory grew from {before:.0f} MB to {after:.0f} MB"
+        assert after - before < 60, f"server memory grew from {before:.0f} MB to {after:.0f} MB"
         assert not list(tmp.glob("musicgen-demo-*")), "the demo left temporary folders behind"
         assert request(clients[0], 0, 0) == "ok"  # still serving
         written = files_written_since(ROOT, started)
