@@ -3,8 +3,8 @@
 MusicGen-melody's recipe (§3.2) at a small size: conditioning is a prefix `[chroma | text]` (frozen sentence-encoder
 states projected to the LM width, the argmax chroma of the lead), with condition dropout so one model serves text,
 melody, both and neither (CFG). Delay pattern; per-codebook cross-entropy over valid steps (§2.2). AdamW, cosine
-schedule with warm-up, gradient clipping, an EMA of the weights, bf16 autocast on GPU, torchrun/DDP. Resumable from
-`run_dir/latest.pt` (written atomically every few minutes).
+schedule with warm-up, gradient clipping, an EMA of the weights (its decay warmed up), bf16 autocast (GPU and CPU),
+torchrun/DDP. Resumable from `run_dir/latest.pt` (written atomically every few minutes).
 """
 from __future__ import annotations
 
@@ -153,15 +153,16 @@ def write_samples(model, folder: Path, step: int, seconds: float = 5.0) -> None:
         fig.savefig(folder / f"step_{step}_{i}.png")
 
 
-def export_default(codec_path: str, lm_checkpoint: Path, out: Path) -> Path:
-    """Ship the EMA weights of an LM run with its codec as a model folder in our format (fp16 tensors)."""
+def export_default(codec_path: str, lm_checkpoint: Path, out: Path, weights: str = "ema") -> Path:
+    """Ship the EMA (or the raw, `weights="lm"`) weights of an LM run with its codec as a model folder in our format
+    (fp16 tensors)."""
     from ..checkpoints import save_model
     from .tokens import load_codec
 
     state = torch.load(lm_checkpoint, map_location="cpu", weights_only=True)
     cfg = _train_config(state["config"])
     lm = MusicLM(cfg.lm)
-    lm.load_state_dict(state["ema"])
+    lm.load_state_dict(state[weights])
     return save_model(music_model(lm, load_codec(codec_path), cfg), out, dtype=torch.float16)
 
 
@@ -228,9 +229,10 @@ def train(cfg: LMTrainConfig, tokens: Path, valid_tokens: Path, run_dir: Path, m
         loss.backward()
         torch.nn.utils.clip_grad_norm_(lm.parameters(), cfg.grad_clip)
         opt.step()
-        with torch.no_grad():
+        with torch.no_grad():  # the decay warms up, so early EMA weights are not mostly the random init
+            ema_decay = min(cfg.ema, (1 + clock.step) / (10 + clock.step))
             for e, p in zip(ema.parameters(), lm.parameters()):
-                e.lerp_(p, 1 - cfg.ema)
+                e.lerp_(p, 1 - ema_decay)
         clock.tick()
         if rt.main and clock.every(cfg.log_every):
             row = {"step": clock.step, "minutes": clock.elapsed / 60, "lr": lr_at(clock.step, cfg),
@@ -275,4 +277,7 @@ def add_cli(subparsers) -> None:
     e.add_argument("--codec", required=True, help="exported codec folder or codec run latest.pt")
     e.add_argument("--lm", required=True, help="LM run checkpoint (latest.pt)")
     e.add_argument("--out", default="assets/default")
-    e.set_defaults(func=lambda args: print(f"wrote {export_default(args.codec, Path(args.lm), Path(args.out))}"))
+    e.add_argument("--weights", choices=("ema", "lm"), default="ema",
+                   help="the EMA of the weights (default) or the raw weights (early in a run)")
+    e.set_defaults(func=lambda args: print(
+        f"wrote {export_default(args.codec, Path(args.lm), Path(args.out), args.weights)}"))
