@@ -51,6 +51,14 @@ def build_hf_small(folder: Path, layers: int = 24) -> None:
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM belongs to the process's own memory map; ru_maxrss is not used because Linux
+    carries it over from the parent across fork + exec (the parent holds the model it built)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
