@@ -50,7 +50,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from musicgen_core.quantize import PRECISIONS
+    from musicgen_core.quantize import PRECISION_HELP, PRECISIONS
 
     limit_malloc_arenas()
     parser = argparse.ArgumentParser(description="MusicGen web demo")
@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="default: 127.0.0.1, or 0.0.0.0 on a Hugging Face Space (SPACE_ID set)")
     parser.add_argument("--port", type=int, default=None, help="default: 7860 or the first free port after it")
     parser.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="fp32: exact; bf16 / int8 (weights): faster decoding, nearly the same tokens")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help=PRECISION_HELP)
     args = parser.parse_args(argv)
     for path in args.model:
         if not Path(path).is_dir():
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
 
     models = find_models(args.model)
     if not models:
-        sys.exit(f"error: the embedded default model is missing: no folder {DEFAULT_MODEL} (it ships with the "
+        sys.exit(f"error: the embedded default model is missing: no model in {DEFAULT_MODEL} (it ships with the "
                  f"trained model). Pass a checkpoint folder with --model DIR, or put checkpoint folders in "
                  f"{MODELS_DIR}.")
 

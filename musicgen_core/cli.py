@@ -45,7 +45,7 @@ def _convert(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .quantize import PRECISIONS
+    from .quantize import PRECISION_HELP, PRECISIONS
 
     parser = argparse.ArgumentParser(prog="musicgen", description="MusicGen: text (and melody) to music.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="seconds of new audio per long-form window (default: 60%% of the model's max_duration)")
     g.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
     g.add_argument("--device", default=None)
-    g.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp32: exact; bf16 / int8 (weights): faster decoding, nearly the same tokens")
+    g.add_argument("--precision", choices=PRECISIONS, default="fp32", help=PRECISION_HELP)
     g.add_argument("--out", default="output.wav")
     g.set_defaults(func=_generate)
 

@@ -71,6 +71,11 @@ class LMConfig:
     pattern: str = "delay"
     pattern_kwargs: tuple = ()  # sorted (key, value) pairs, e.g. (("delays", (0, 1, 2, 3)),)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "LMConfig":
+        """From `dataclasses.asdict` output read back from JSON (pattern_kwargs become nested tuples again)."""
+        return cls(**{**d, "pattern_kwargs": tuple((k, _tuplify(v)) for k, v in d.get("pattern_kwargs", ()))})
+
     @property
     def head_dim(self) -> int:
         return self.dim // self.num_heads
@@ -101,10 +106,8 @@ class MusicGenConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MusicGenConfig":
-        lm = dict(d["lm"])
-        lm["pattern_kwargs"] = tuple((k, _tuplify(v)) for k, v in lm.get("pattern_kwargs", ()))
-        return cls(codec=CodecConfig.from_dict(d["codec"]), lm=LMConfig(**lm), text=TextConfig(**d["text"]),
-                   max_duration=float(d["max_duration"]))
+        return cls(codec=CodecConfig.from_dict(d["codec"]), lm=LMConfig.from_dict(d["lm"]),
+                   text=TextConfig(**d["text"]), max_duration=float(d["max_duration"]))
 
 
 def _tuplify(v):

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 PRECISIONS = ("fp32", "bf16", "int8")
+PRECISION_HELP = "fp32: exact; bf16 / int8 (weights): faster decoding, nearly the same tokens"
 
 
 class Int8Linear(nn.Module):
@@ -54,6 +55,6 @@ def set_precision(lm: nn.Module, precision: str) -> nn.Module:
         for block in lm.layers:
             for name, module in list(block.named_modules()):
                 if isinstance(module, nn.Linear):
-                    parent = block.get_submodule(name.rpartition(".")[0]) if "." in name else block
-                    setattr(parent, name.rpartition(".")[2], Int8Linear(module))
+                    parent, _, child = name.rpartition(".")
+                    setattr(block.get_submodule(parent), child, Int8Linear(module))
     return lm

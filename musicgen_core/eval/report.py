@@ -113,8 +113,7 @@ def real_time_factor(model, prompt: str, seed: int) -> float:
 
 def evaluate(model, items, references: dict, melody: bool, batch: int = 8, seed: int = 0) -> dict:
     """All figures for one model on `items` (see the module docstring); `references` from `reference_figures`."""
-    probes = load_probes(PROBES)
-    sr = model.sample_rate
+    probes, sr = references["probes"], model.sample_rate
     text_clips = generate_all(model, items, None, batch, seed)
     rows = score_clips(text_clips, items, probes, sr)
     feats = np.stack([r.pop("features") for r in rows])
@@ -138,7 +137,8 @@ def evaluate(model, items, references: dict, melody: bool, batch: int = 8, seed:
 
 def reference_figures(items, n_floor_seed: int = EVAL_SEED + 500_000) -> dict:
     """What the probes and metrics say about the real clips the prompts describe: the ceiling of each adherence
-    figure, and the Fréchet distance between two disjoint real sets of the same size (the floor for this n)."""
+    figure, and the Fréchet distance between two disjoint real sets of the same size (the floor for this n). Also
+    carries the probes, loaded once for every model evaluated against it."""
     from ..train.data import make_example
 
     probes = load_probes(PROBES)
@@ -146,7 +146,8 @@ def reference_figures(items, n_floor_seed: int = EVAL_SEED + 500_000) -> dict:
     feats = np.stack([r.pop("features") for r in rows])
     other = np.stack([clip_features(make_example(n_floor_seed + i, items[0].metadata["duration"]).audio)
                       for i in range(len(items))])
-    return {"features": feats, "summary": {**adherence(rows), "frechet_distance": _frechet(other, feats, probes)}}
+    return {"features": feats, "probes": probes,
+            "summary": {**adherence(rows), "frechet_distance": _frechet(other, feats, probes)}}
 
 
 def _frechet(x: np.ndarray, y: np.ndarray, probes) -> float:

@@ -167,9 +167,7 @@ def export_default(codec_path: str, lm_checkpoint: Path, out: Path, weights: str
 
 
 def _train_config(d: dict) -> LMTrainConfig:
-    lm = dict(d["lm"])
-    lm["pattern_kwargs"] = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in lm["pattern_kwargs"])
-    return LMTrainConfig(**{**d, "lm": LMConfig(**lm)})
+    return LMTrainConfig(**{**d, "lm": LMConfig.from_dict(d["lm"])})
 
 
 def train(cfg: LMTrainConfig, tokens: Path, valid_tokens: Path, run_dir: Path, max_minutes: float | None = None,

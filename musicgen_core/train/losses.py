@@ -17,8 +17,9 @@ class MultiResolutionMelLoss(nn.Module):
     def __init__(self, sample_rate: int = 32000, windows: tuple[int, ...] = (128, 256, 512, 1024, 2048, 4096)):
         super().__init__()
         self.mels = nn.ModuleList(
-            torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=w, hop_length=w // 4, n_mels=min(80 * max(1, w // 2048), w // 16),
-                                                 f_min=0.0, power=1.0, center=True, normalized=False)
+            torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=w, hop_length=w // 4,
+                                                 n_mels=min(80 * max(1, w // 2048), w // 16), f_min=0.0, power=1.0,
+                                                 center=True, normalized=False)
             for w in windows)
 
     def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
