@@ -9,8 +9,12 @@ encoder is the installed default sentence encoder.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import ctypes
 import dataclasses
 import json
+import mmap
 import os
 import re
 import struct
@@ -21,6 +25,7 @@ import torch
 from torch import nn
 
 from .codec import Codec
+from .codec.seanet import remove_weight_norm
 from .conditioning.text import TextEncoder, load_text_encoder
 from .configs import CodecConfig, LMConfig, MusicGenConfig, TextConfig
 from .lm.model import MusicLM
@@ -55,29 +60,64 @@ _SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.
                        "U8": torch.uint8, "BOOL": torch.bool}
 
 
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """A .safetensors file read into ordinary memory, one tensor at a time.
+_MAPPINGS: contextvars.ContextVar[list | None] = contextvars.ContextVar("musicgen_core_mappings", default=None)
 
-    safetensors' own loader maps the whole file and hands out views of it: every page touched stays resident while
-    any view lives, so tensors that loading converts (fused QKV, stacked embeddings, folded weight norm) were held
-    twice (+0.8 GB for musicgen-small). Read this way, a converted source is freed as soon as it is used."""
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """A .safetensors file's tensors as views of a private (copy-on-write) mapping of the file: like transformers'
+    lazy loading, a page becomes resident only when first used (a text encoder's embedding rows that no prompt uses
+    never are), and in-place updates never reach the file. Inside `dropping_read_pages()` the mapping is released
+    from this process's memory at the end of the block."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:  # validates the header: offsets, dtypes, shapes, file size
+    with safe_open(str(path), framework="pt") as f:  # validates the header: offsets, dtypes, shapes
         keys = list(f.keys())
-    out = {}
     with open(path, "rb") as fh:
         (size,) = struct.unpack("<Q", fh.read(8))
         header, base = json.loads(fh.read(size)), 8 + size
-        for key in keys:
-            info = header[key]
-            tensor = torch.empty(info["shape"], dtype=_SAFETENSORS_DTYPES[info["dtype"]])
-            start, end = info["data_offsets"]
-            fh.seek(base + start)
-            if fh.readinto(tensor.view(-1).view(torch.uint8).numpy()) != end - start:
-                raise CheckpointError(f"{path.name} is truncated (tensor {key})")
-            out[key] = tensor
+        mapping = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
+    out = {}
+    for key in keys:
+        info = header[key]
+        dtype, (start, end) = _SAFETENSORS_DTYPES[info["dtype"]], info["data_offsets"]
+        if base + end > len(mapping):
+            raise CheckpointError(f"{path.name} is truncated (tensor {key})")
+        count = (end - start) // dtype.itemsize
+        flat = torch.frombuffer(mapping, dtype=dtype, count=count, offset=base + start) if count else \
+            torch.empty(0, dtype=dtype)
+        out[key] = flat.view(info["shape"])
+    if (collector := _MAPPINGS.get()) is not None:
+        collector.append(mapping)
     return out
+
+
+@contextlib.contextmanager
+def dropping_read_pages():
+    """Files mapped by `read_safetensors` in this block leave the process's resident memory (madvise DONTNEED) when
+    it ends, or a tensor's pages at once with the yielded `drop(tensor)`: pages read only to be converted (fused,
+    stacked, folded, cast or quantized) are not kept beside their conversions, and tensors adopted as they are come
+    back from the page cache on first use. Nothing in the block may write to an adopted tensor (DONTNEED would drop
+    the private copy)."""
+    mappings = []
+    token = _MAPPINGS.set(mappings)
+
+    def drop(tensor: torch.Tensor) -> None:
+        for mapping in mappings:
+            base = ctypes.addressof(ctypes.c_char.from_buffer(mapping))
+            start, end = tensor.data_ptr() - base, tensor.data_ptr() + tensor.nbytes - base
+            if 0 <= start < len(mapping):
+                start = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the tensor only
+                end = end // mmap.PAGESIZE * mmap.PAGESIZE
+                if end > start:
+                    mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
+
+    try:
+        yield drop if hasattr(mmap, "MADV_DONTNEED") else (lambda tensor: None)
+    finally:
+        _MAPPINGS.reset(token)
+        if hasattr(mmap, "MADV_DONTNEED"):
+            for mapping in mappings:
+                mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def read_weights(path: Path) -> dict:
@@ -125,18 +165,36 @@ def _stack(sd: dict, pattern: str, n: int) -> torch.Tensor:
         raise CheckpointError(f"missing key {e.args[0]}") from None
 
 
+def _float32(state_dict: dict) -> dict:
+    return {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+
+
+# Models are built on the meta device and adopt the checkpoint's tensors (assign): a randomly initialised copy beside
+# them would raise peak memory by the model's size.
 def _build_codec(cfg: CodecConfig, state_dict: dict, folded: bool) -> Codec:
-    codec = Codec(cfg)
+    with torch.device("meta"):
+        codec = Codec(cfg)
     if folded:
         codec.remove_weight_norm()
-    load_state_dict_strict(codec, state_dict, "codec")
-    return codec if folded else codec.remove_weight_norm()
+    load_state_dict_strict(codec, _float32(state_dict), "codec", assign=True)
+    if not folded:
+        remove_weight_norm(codec.decoder)
+        _fold_on_first_use(codec.encoder)  # text-to-music never reads the encoder's weights
+    return codec
+
+
+def _fold_on_first_use(module: nn.Module) -> None:
+    def fold(module, args):
+        remove_weight_norm(module)
+        handle.remove()
+
+    handle = module.register_forward_pre_hook(fold)
 
 
 def _build_lm(cfg: LMConfig, state_dict: dict) -> MusicLM:
     with torch.device("meta"):
         lm = MusicLM(cfg)
-    load_state_dict_strict(lm, {k: v.float() for k, v in state_dict.items()}, "LM", assign=True)
+    load_state_dict_strict(lm, _float32(state_dict), "LM", assign=True)
     return lm
 
 
@@ -359,7 +417,7 @@ def save_model(model, folder: str | Path, dtype: torch.dtype = torch.float32) ->
                 for k, v in module.state_dict().items()}
 
     atomic("lm.safetensors", lambda p: save_file(tensors(model.lm), p))
-    atomic("codec.safetensors", lambda p: save_file(tensors(model.compression_model), p))
+    atomic("codec.safetensors", lambda p: save_file(tensors(remove_weight_norm(model.compression_model)), p))
     if model.config.text.kind == "t5":
         model.text_encoder.model.save_pretrained(folder / "text_encoder")
         model.text_encoder.tokenizer.save_pretrained(folder / "text_encoder")
@@ -400,10 +458,11 @@ def load_model(name_or_path: str | os.PathLike | None = None, device=None, preci
         raise CheckpointError(f"no checkpoint folder at {folder}" + (
             " (the embedded default model is not built yet)" if name_or_path in (None, "default") else ""))
     loader = {"own": load_own, "transformers": load_transformers, "audiocraft": load_audiocraft}
-    cfg, lm, codec, text = loader[detect_format(folder)](folder)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    lm = set_precision(lm.to(device), precision)
-    return MusicGen(lm, codec.to(device), text.to(device), cfg, name=folder.name)
+    with dropping_read_pages() as drop:  # peak memory: converted sources are not kept beside their conversions
+        cfg, lm, codec, text = loader[detect_format(folder)](folder)
+        lm, codec, text = set_precision(lm.to(device), precision, drop), codec.to(device), text.to(device)
+    return MusicGen(lm, codec, text, cfg, name=folder.name)
 
 
 def convert(src: str | Path, dst: str | Path) -> Path:

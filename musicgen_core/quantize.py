@@ -45,16 +45,20 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def set_precision(lm: nn.Module, precision: str) -> nn.Module:
+def set_precision(lm: nn.Module, precision: str, release=None) -> nn.Module:
     """Convert an LM in place: "fp32" (exact, as loaded), "bf16" (all weights), "int8" (transformer linear layers
-    int8, the rest bf16). Embeddings, heads and norms stay bf16; logits come out float32 either way."""
+    int8, the rest bf16). Embeddings, heads and norms stay bf16; logits come out float32 either way. Layer by layer,
+    `release(tensor)` is called with each replaced float32 tensor (checkpoint loading frees their pages at once)."""
     if check_precision(precision) == "fp32":
         return lm
-    lm.to(torch.bfloat16)
-    if precision == "int8":
-        for block in lm.layers:
+    for block in lm.layers:
+        replaced = list(block.state_dict().values())
+        if precision == "int8":
             for name, module in list(block.named_modules()):
                 if isinstance(module, nn.Linear):
                     parent, _, child = name.rpartition(".")
                     setattr(block.get_submodule(parent), child, Int8Linear(module))
-    return lm
+        block.to(torch.bfloat16)
+        for tensor in replaced if release else ():
+            release(tensor)
+    return lm.to(torch.bfloat16)  # embeddings, heads, norms, projections

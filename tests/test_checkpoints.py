@@ -204,18 +204,25 @@ def test_not_a_checkpoint_folder(tmp_path):
         MusicGen.from_pretrained(tmp_path, device="cpu")
 
 
-def test_safetensors_are_read_into_their_own_memory(tmp_path):
+def test_safetensors_are_mapped_copy_on_write_and_survive_dropped_pages(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from musicgen_core.checkpoints import read_safetensors
+    from musicgen_core.checkpoints import dropping_read_pages, read_safetensors
 
     tensors = {"f32": torch.randn(3, 5), "bf16": torch.randn(7).bfloat16(), "f16": torch.randn(2, 2).half(),
                "i64": torch.arange(4), "u8": torch.arange(6, dtype=torch.uint8), "empty": torch.zeros(0, 3),
-               "bool": torch.tensor([True, False])}
-    save_file(tensors, tmp_path / "w.safetensors")
-    read = read_safetensors(tmp_path / "w.safetensors")
-    reference = load_file(tmp_path / "w.safetensors")
-    assert read.keys() == reference.keys()
-    for key, value in read.items():
-        assert value.dtype == reference[key].dtype and torch.equal(value, reference[key]), key
-        assert value.untyped_storage().nbytes() == value.nbytes  # not a view of one big file mapping
+               "bool": torch.tensor([True, False]), "big": torch.randn(3, 4096)}  # spans whole pages
+    path = tmp_path / "w.safetensors"
+    save_file(tensors, path)
+    reference = load_file(path)
+    with dropping_read_pages() as drop:
+        read = read_safetensors(path)
+        assert read.keys() == reference.keys()
+        for key, value in read.items():
+            assert value.dtype == reference[key].dtype and torch.equal(value, reference[key]), key
+        drop(read["big"])  # its pages leave memory and come back from the file on the next read
+        assert torch.equal(read["big"], reference["big"])
+    for key, value in read.items():  # after the block's release as well
+        assert torch.equal(value, reference[key]), key
+    read["f32"].add_(1.0)  # in-place updates (training) stay private to the process
+    assert torch.equal(load_file(path)["f32"], reference["f32"])

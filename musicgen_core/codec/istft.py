@@ -41,7 +41,6 @@ class ISTFTDecoder(nn.Module):
         self.blocks = nn.ModuleList(ConvNeXtBlock(dim, 3 * dim, 1 / cfg.istft_layers) for _ in range(cfg.istft_layers))
         self.final_norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, self.n_fft + 2)  # log-magnitude and phase of n_fft/2 + 1 bins
-        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(self.embed(x).transpose(1, 2)).transpose(1, 2)  # [B, C, F]
@@ -50,5 +49,6 @@ class ISTFTDecoder(nn.Module):
         log_mag, phase = self.head(self.final_norm(x.transpose(1, 2))).float().chunk(2, dim=-1)  # [B, F, bins] each
         spec = torch.polar(log_mag.exp().clamp(max=100.0), phase).transpose(1, 2)  # [B, bins, F]
         frames = spec.shape[-1]
-        wav = torch.istft(spec, self.n_fft, self.hop, window=self.window, center=True, length=frames * self.hop)
+        window = torch.hann_window(self.n_fft, device=x.device)
+        wav = torch.istft(spec, self.n_fft, self.hop, window=window, center=True, length=frames * self.hop)
         return wav[:, None]

@@ -69,7 +69,7 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("cluster_size", torch.zeros(bins))
         self.register_buffer("embed", torch.zeros(bins, dim))
         self.register_buffer("embed_avg", torch.zeros(bins, dim))
-        self.register_buffer("idle_steps", torch.zeros(bins, dtype=torch.long), persistent=False)
+        self.idle_steps: torch.Tensor | None = None  # [C] steps since each code was last used (training only)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N]
         return nearest_code(x, self.embed)
@@ -115,6 +115,8 @@ class VectorQuantizer(nn.Module):
     def _replace_dead_codes_(self, x: torch.Tensor, counts: torch.Tensor) -> None:
         """Codes unused for `dead_after` steps restart at random batch vectors, with fresh EMA statistics (weight 1)
         so that the next EMA steps keep them there until vectors pick them."""
+        if self.idle_steps is None or self.idle_steps.device != counts.device:
+            self.idle_steps = torch.zeros(self.bins, dtype=torch.long, device=counts.device)
         self.idle_steps.add_(1).masked_fill_(counts > 0, 0)
         dead = self.idle_steps >= self.dead_after
         if self.dead_after <= 0 or not dead.any():
