@@ -6,7 +6,7 @@ import torch
 
 from musicgen_core.configs import LMConfig
 from musicgen_core.lm.model import MusicLM
-from musicgen_core.lm.transformer import sinusoidal_embedding
+from musicgen_core.lm.transformer import linear, sinusoidal_embedding
 
 
 def tiny_lm(**kw) -> MusicLM:
@@ -101,6 +101,24 @@ def test_null_text_gives_zero_cross_attention():
     lm = tiny_lm()
     ctx = lm.condition(torch.randn(1, 4, lm.cfg.cond_dim), torch.zeros(1, 4, dtype=torch.long))
     assert all(k.abs().max() == 0 and v.abs().max() == 0 for k, v in ctx.cross_kv)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8, 9, 16])
+@pytest.mark.parametrize("k", [64, 3000])
+def test_decode_linear_equals_f_linear(rows, k):
+    """Every path of `linear` (matrix-vector kernels for few rows, F.linear otherwise), with non-contiguous inputs
+    and gradients."""
+    torch.manual_seed(rows)
+    w = torch.randn(48, k, requires_grad=True)
+    x = torch.randn(k, rows).t().reshape(rows, 1, k)  # rows that are not contiguous
+    x.requires_grad_(True)
+    y = linear(x, w)
+    assert y.shape == (rows, 1, 48) and y.is_contiguous()
+    torch.testing.assert_close(y, torch.nn.functional.linear(x, w), rtol=1e-5, atol=1e-4)
+    gx, gw = torch.autograd.grad(y.square().sum(), (x, w))
+    rx, rw = torch.autograd.grad(torch.nn.functional.linear(x, w).square().sum(), (x, w))
+    torch.testing.assert_close(gx, rx, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(gw, rw, rtol=1e-4, atol=1e-3)
 
 
 def test_sinusoidal_matches_transformers():

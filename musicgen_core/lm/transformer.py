@@ -23,6 +23,28 @@ def sinusoidal_embedding(positions: torch.Tensor, dim: int, max_period: float = 
     return torch.cat([args.cos(), args.sin()], dim=-1)
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x @ weight.T. A decoding step multiplies a few rows by each weight matrix, so it is a read of the weights. For
+    float32 on CPU, MKL reads them ~4x faster as `weight @ x.T` (its matrix-vector kernels, up to 4 rows at a time)
+    than in F.linear's layout; measured on 2 vCPUs, GB/s F.linear vs this: in_features 1024: 10 vs 38 (2 rows),
+    11 vs 39 (4), 12 vs 20 (8, two calls); in_features 4096: 12 vs 27 (2), but 12 vs 15 (4) and 14 vs 8 (8), so
+    wider inputs take this path for up to 2 rows only."""
+    rows, k = x.numel() // x.shape[-1], x.shape[-1]
+    if x.device.type != "cpu" or x.dtype != torch.float32 or rows > (8 if k <= 2048 else 2):
+        return F.linear(x, weight)
+    # contiguous rows make `part.t()` the transposed layout those kernels take; the result is contiguous too
+    parts = [(weight @ part.t()).t() for part in x.reshape(rows, k).contiguous().split(4)]  # [<=4, N] each
+    return torch.cat(parts).reshape(*x.shape[:-1], weight.shape[0])
+
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters and keys) computed with `linear`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = linear(x, self.weight)
+        return y if self.bias is None else y + self.bias
+
+
 def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     B, T, D = x.shape
     return x.view(B, T, n_heads, D // n_heads).transpose(1, 2)  # [B, H, T, Dh]
@@ -32,8 +54,8 @@ class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
         self.num_heads = num_heads
-        self.in_proj = nn.Linear(dim, 3 * dim, bias=False)  # rows [Wq; Wk; Wv]
-        self.out_proj = nn.Linear(dim, dim, bias=False)
+        self.in_proj = Linear(dim, 3 * dim, bias=False)  # rows [Wq; Wk; Wv]
+        self.out_proj = Linear(dim, dim, bias=False)
 
     def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None,
                 start: int | torch.Tensor) -> torch.Tensor:
@@ -67,9 +89,9 @@ class CrossAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
         self.num_heads = num_heads
-        self.q_proj = nn.Linear(dim, dim, bias=False)
-        self.kv_proj = nn.Linear(dim, 2 * dim, bias=False)  # rows [Wk; Wv]
-        self.out_proj = nn.Linear(dim, dim, bias=False)
+        self.q_proj = Linear(dim, dim, bias=False)
+        self.kv_proj = Linear(dim, 2 * dim, bias=False)  # rows [Wk; Wv]
+        self.out_proj = Linear(dim, dim, bias=False)
 
     def project_kv(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k, v = self.kv_proj(cond).chunk(2, dim=-1)
@@ -92,8 +114,8 @@ class Block(nn.Module):
             self.norm_cross = nn.LayerNorm(dim)
             self.cross_attn = CrossAttention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim)
-        self.linear1 = nn.Linear(dim, ffn_dim, bias=False)
-        self.linear2 = nn.Linear(ffn_dim, dim, bias=False)
+        self.linear1 = Linear(dim, ffn_dim, bias=False)
+        self.linear2 = Linear(ffn_dim, dim, bias=False)
 
     def forward(self, x, cache, start: int | torch.Tensor, cross_kv=None, cross_mask=None):
         x = x + self.self_attn(self.norm1(x), cache, start)
