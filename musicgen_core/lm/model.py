@@ -15,7 +15,7 @@ from torch import nn
 
 from ..configs import LMConfig
 from ..conditioning.chroma import fit_chroma_length
-from .transformer import Block, KVCache, linear, sinusoidal_embedding
+from .transformer import Block, KVCache, attention_dtype, linear, sinusoidal_embedding
 
 
 @dataclass
@@ -80,7 +80,8 @@ class MusicLM(nn.Module):
     def new_cache(self, batch: int, length: int, device=None, dtype=None) -> KVCache:
         """Preallocated self-attention cache for `length` positions (prefix included)."""
         shape = (batch, self.cfg.num_heads, length, self.cfg.head_dim)
-        kw = dict(device=device or self.emb.device, dtype=dtype or self.emb.dtype)
+        device = torch.device(device or self.emb.device)
+        kw = dict(device=device, dtype=dtype or attention_dtype(self.emb.dtype, device))
         return [(torch.zeros(shape, **kw), torch.zeros(shape, **kw)) for _ in self.layers]
 
     def embed(self, seq: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,17 @@ class Linear(nn.Linear):
         return y if self.bias is None else y + self.bias
 
 
+def attention_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """Attention (and the KV cache) stay float32 on CPU when the weights are bf16: PyTorch's CPU attention is 3-4x
+    slower in bf16 at decoding shapes, and the cache is small."""
+    return torch.float32 if device.type == "cpu" else dtype
+
+
+def _attend(q, k, v, **kw) -> torch.Tensor:
+    """scaled_dot_product_attention in k's dtype, returned in q's."""
+    return F.scaled_dot_product_attention(q.to(k.dtype), k, v, **kw).to(q.dtype)
+
+
 def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     B, T, D = x.shape
     return x.view(B, T, n_heads, D // n_heads).transpose(1, 2)  # [B, H, T, Dh]
@@ -65,10 +76,10 @@ class SelfAttention(nn.Module):
         q, k, v = (_heads(t, self.num_heads) for t in self.in_proj(x).chunk(3, dim=-1))
         if isinstance(start, torch.Tensor):
             k_cache, v_cache = cache
-            k_cache.index_copy_(2, start, k)
-            v_cache.index_copy_(2, start, v)
+            k_cache.index_copy_(2, start, k.to(k_cache.dtype))
+            v_cache.index_copy_(2, start, v.to(v_cache.dtype))
             mask = (torch.arange(k_cache.shape[2], device=x.device) <= start)[None]  # [1, L]
-            y = F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask)
+            y = _attend(q, k_cache, v_cache, attn_mask=mask)
             return self.out_proj(y.transpose(1, 2).reshape(B, T, D))
         if cache is not None:
             k_cache, v_cache = cache
@@ -76,12 +87,12 @@ class SelfAttention(nn.Module):
             v_cache[:, :, start:start + T] = v
             k, v = k_cache[:, :, :start + T], v_cache[:, :, :start + T]
         if T == 1:
-            y = F.scaled_dot_product_attention(q, k, v)
+            y = _attend(q, k, v)
         elif start == 0:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            y = _attend(q, k, v, is_causal=True)
         else:  # several new steps after a cached prefix: causal mask aligned to the end
             mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            y = _attend(q, k, v, attn_mask=mask)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, D))
 
 
@@ -94,12 +105,13 @@ class CrossAttention(nn.Module):
         self.out_proj = Linear(dim, dim, bias=False)
 
     def project_kv(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k, v = self.kv_proj(cond).chunk(2, dim=-1)
+        dtype = attention_dtype(cond.dtype, cond.device)
+        k, v = self.kv_proj(cond).to(dtype).chunk(2, dim=-1)
         return _heads(k, self.num_heads), _heads(v, self.num_heads)  # [B, H, L, Dh] each
 
     def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None):
         B, T, D = x.shape
-        y = F.scaled_dot_product_attention(_heads(self.q_proj(x), self.num_heads), *kv, attn_mask=mask)
+        y = _attend(_heads(self.q_proj(x), self.num_heads), *kv, attn_mask=mask)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, D))
 
 
