@@ -57,7 +57,7 @@ def test_eval_cli_end_to_end(tmp_path, capsys):
     save_model(trainer.music_model(MusicLM(lm_cfg), codec, cfg), tmp_path / "tiny", dtype=torch.float32)
     out = tmp_path / "report"
     main(["eval", "--model", str(tmp_path / "tiny"), "--n", "3", "--dur", "1", "--melody", "--batch", "2",
-          "--out", str(out)])
+          "--out", str(out), "--precision", "fp32", "--precision", "int8"])
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("style_accuracy=") and "chroma_with_melody=" in line and "real_time_factor=" in line
     summary = json.loads((out / "summary.json").read_text())
@@ -69,6 +69,9 @@ def test_eval_cli_end_to_end(tmp_path, capsys):
     clips = summary["models"]["tiny"]["clips"]
     assert [c["voice"] for c in clips] == ["hum", "whistle", "piano"] and len({c["seed"] for c in clips}) == 3
     assert {"style_accuracy", "frechet_distance"} <= set(summary["reference"])
+    int8 = summary["models"]["tiny-int8"]["summary"]  # the fast mode, on the same prompts and seeds
+    assert np.isfinite(int8["chroma_with_melody"]) and [c["seed"] for c in summary["models"]["tiny-int8"]["clips"]] \
+        == [c["seed"] for c in clips]
     report = (out / "report.md").read_text()
     assert "| figure | tiny | real clips |" in report and "| chroma_with_melody |" in report
     for png in ("tiny_style_confusion.png", "tiny_tempo.png", "tiny_chroma.png"):

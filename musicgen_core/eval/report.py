@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..quantize import PRECISIONS
 from . import metrics
 from .classifier import clip_features, lead_family, load_probes
 from .voices import VOICES
@@ -240,18 +241,21 @@ def _json(v):
 
 
 def run_eval(models: list[str], n: int, duration: float, melody: bool, out: Path, batch: int = 8,
-             seed: int = 0) -> str:
+             seed: int = 0, precisions: tuple[str, ...] = ("fp32",)) -> str:
+    """Evaluate every model at every precision on the same items and seeds; write the report to `out`."""
     from ..generate import MusicGen
 
     items = eval_items(n, duration, tunes_only=melody)
     reference = reference_figures(items)
     results = {}
     for path in models:
-        model = MusicGen.from_pretrained(path)
-        model.set_generation_params(duration=duration)
-        results[Path(path).name or path] = evaluate(model, items, reference, melody, batch, seed)
-    settings = {"models": " vs ".join(models), "n": n, "duration": duration, "melody": melody, "seed": seed,
-                "eval_seeds": f"{EVAL_SEED}+", "threads": torch.get_num_threads()}
+        for precision in precisions:
+            model = MusicGen.from_pretrained(path, precision=precision)
+            model.set_generation_params(duration=duration)
+            name = (Path(path).name or path) + ("" if precision == "fp32" else f"-{precision}")
+            results[name] = evaluate(model, items, reference, melody, batch, seed)
+    settings = {"models": " vs ".join(models), "precisions": ", ".join(precisions), "n": n, "duration": duration,
+                "melody": melody, "seed": seed, "eval_seeds": f"{EVAL_SEED}+", "threads": torch.get_num_threads()}
     return write_report(results, reference, out, settings)
 
 
@@ -265,4 +269,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--out", default="runs/eval/report")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=lambda a: print(run_eval(a.model, a.n, a.dur, a.melody, Path(a.out), a.batch, a.seed)))
+    p.add_argument("--precision", action="append", choices=PRECISIONS,
+                   help="LM precision (repeat to compare, e.g. fp32 and int8); default fp32")
+    p.set_defaults(func=lambda a: print(run_eval(a.model, a.n, a.dur, a.melody, Path(a.out), a.batch, a.seed,
+                                                 tuple(a.precision or ("fp32",)))))
