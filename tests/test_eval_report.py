@@ -73,6 +73,6 @@ def test_eval_cli_end_to_end(tmp_path, capsys):
     assert np.isfinite(int8["chroma_with_melody"]) and [c["seed"] for c in summary["models"]["tiny-int8"]["clips"]] \
         == [c["seed"] for c in clips]
     report = (out / "report.md").read_text()
-    assert "| figure | tiny | real clips |" in report and "| chroma_with_melody |" in report
+    assert "| figure | tiny | tiny-int8 | real clips |" in report and "| chroma_with_melody |" in report
     for png in ("tiny_style_confusion.png", "tiny_tempo.png", "tiny_chroma.png"):
         assert (out / png).stat().st_size > 5000 and f"]({png})" in report
