@@ -93,31 +93,42 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 @contextlib.contextmanager
 def dropping_read_pages():
-    """Files mapped by `read_safetensors` in this block leave the process's resident memory (madvise DONTNEED) when
-    it ends, or a tensor's pages at once with the yielded `drop(tensor)`: pages read only to be converted (fused,
-    stacked, folded, cast or quantized) are not kept beside their conversions, and tensors adopted as they are come
-    back from the page cache on first use. Nothing in the block may write to an adopted tensor (DONTNEED would drop
-    the private copy)."""
+    """Memory used only while loading goes back to the OS: files mapped by `read_safetensors` in this block leave the
+    process's resident memory (madvise DONTNEED) when it ends, or some tensors' pages at once with the yielded
+    `drop(*tensors)`, and each release also returns freed heap memory (glibc keeps freed chunks that sit between
+    live ones: up to 1 GB after an int8 conversion). Pages read only to be converted (fused, stacked, folded, cast or
+    quantized) are thus not kept beside their conversions, and tensors adopted as they are come back from the page
+    cache on first use. Nothing in the block may write to an adopted tensor (DONTNEED would drop the private copy)."""
     mappings = []
     token = _MAPPINGS.set(mappings)
+    can_drop = hasattr(mmap, "MADV_DONTNEED")
 
-    def drop(tensor: torch.Tensor) -> None:
-        for mapping in mappings:
+    def drop(*tensors: torch.Tensor) -> None:
+        for mapping in mappings if can_drop else ():
             base = ctypes.addressof(ctypes.c_char.from_buffer(mapping))
-            start, end = tensor.data_ptr() - base, tensor.data_ptr() + tensor.nbytes - base
-            if 0 <= start < len(mapping):
-                start = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the tensor only
-                end = end // mmap.PAGESIZE * mmap.PAGESIZE
-                if end > start:
-                    mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
+            for tensor in tensors:
+                start, end = tensor.data_ptr() - base, tensor.data_ptr() + tensor.nbytes - base
+                if 0 <= start < len(mapping):
+                    start = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the tensor only
+                    end = end // mmap.PAGESIZE * mmap.PAGESIZE
+                    if end > start:
+                        mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
+        _trim_heap()
 
     try:
-        yield drop if hasattr(mmap, "MADV_DONTNEED") else (lambda tensor: None)
+        yield drop
     finally:
         _MAPPINGS.reset(token)
-        if hasattr(mmap, "MADV_DONTNEED"):
-            for mapping in mappings:
-                mapping.madvise(mmap.MADV_DONTNEED)
+        for mapping in mappings if can_drop else ():
+            mapping.madvise(mmap.MADV_DONTNEED)
+        _trim_heap()
+
+
+def _trim_heap() -> None:
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def read_weights(path: Path) -> dict:
@@ -177,9 +188,8 @@ def _build_codec(cfg: CodecConfig, state_dict: dict, folded: bool) -> Codec:
     if folded:
         codec.remove_weight_norm()
     load_state_dict_strict(codec, _float32(state_dict), "codec", assign=True)
-    if not folded:
-        remove_weight_norm(codec.decoder)
-        _fold_on_first_use(codec.encoder)  # text-to-music never reads the encoder's weights
+    remove_weight_norm(codec.decoder)  # folded and laid out for inference (adopted tensors are plain)
+    _fold_on_first_use(codec.encoder)  # text-to-music never reads the encoder's weights
     return codec
 
 

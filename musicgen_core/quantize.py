@@ -48,7 +48,7 @@ def check_precision(precision: str) -> str:
 def set_precision(lm: nn.Module, precision: str, release=None) -> nn.Module:
     """Convert an LM in place: "fp32" (exact, as loaded), "bf16" (all weights), "int8" (transformer linear layers
     int8, the rest bf16). Embeddings, heads and norms stay bf16; logits come out float32 either way. Layer by layer,
-    `release(tensor)` is called with each replaced float32 tensor (checkpoint loading frees their pages at once)."""
+    `release(*tensors)` is called with the float32 tensors each block replaced (loading frees their memory at once)."""
     if check_precision(precision) == "fp32":
         return lm
     for block in lm.layers:
@@ -59,6 +59,6 @@ def set_precision(lm: nn.Module, precision: str, release=None) -> nn.Module:
                     parent, _, child = name.rpartition(".")
                     setattr(block.get_submodule(parent), child, Int8Linear(module))
         block.to(torch.bfloat16)
-        for tensor in replaced if release else ():
-            release(tensor)
+        if release:
+            release(*replaced)
     return lm.to(torch.bfloat16)  # embeddings, heads, norms, projections
