@@ -155,6 +155,22 @@ def test_convert_to_own_format_round_trip(hf_musicgen_dir, tmp_path):
     torch.testing.assert_close(wav_a, wav_b, atol=1e-6, rtol=0)
 
 
+def test_codec_encoder_is_folded_on_first_use(hf_musicgen_dir):
+    """Official checkpoints store weight-norm (g, v) pairs: the encoder keeps them, unread, until it first runs."""
+    from torch.nn.utils import parametrize
+
+    hf, folder = hf_musicgen_dir
+    codec = MusicGen.from_pretrained(folder, device="cpu").compression_model
+    parametrized = lambda module: any(parametrize.is_parametrized(m) for m in module.modules())  # noqa: E731
+    assert parametrized(codec.encoder) and not parametrized(codec.decoder)
+    wav = torch.randn(1, 1, 4000)
+    with torch.no_grad():
+        codes = codec.encode(wav)
+        reference = hf.audio_encoder.encode(wav).audio_codes[0]
+    assert not parametrized(codec.encoder) and torch.equal(codes, reference)
+    assert torch.equal(codec.encode(wav), codes)
+
+
 def test_missing_and_unexpected_keys_are_named(hf_musicgen_dir, tmp_path):
     from safetensors.torch import load_file, save_file
 

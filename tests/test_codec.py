@@ -162,6 +162,10 @@ def test_remove_weight_norm_keeps_outputs():
     codes = codec.encode(wav)
     assert torch.equal(folded.encode(wav), codes)
     assert torch.equal(folded.decode(codes), codec.decode(codes))
+    convs = [m.conv.weight for m in folded.modules() if hasattr(m, "conv")]
+    assert convs and all(w.unsqueeze(2).is_contiguous(memory_format=torch.channels_last) for w in convs)  # no copies
+    folded.remove_weight_norm()  # idempotent
+    assert torch.equal(folded.decode(codes), codec.decode(codes))
 
 
 def test_full_size_key_layout():
