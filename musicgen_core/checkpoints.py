@@ -406,7 +406,8 @@ def load_own(folder: Path) -> tuple[MusicGenConfig, MusicLM, Codec, TextEncoder]
 
 def save_model(model, folder: str | Path, dtype: torch.dtype = torch.float32) -> Path:
     """Write `model` (a MusicGen) in our own format, tensors in `dtype` (fp16 halves the files; loading converts
-    back to float32). Each file is written to a temp name and renamed."""
+    back to float32); the codec's weight norm is folded first (in place, outputs unchanged). Each file is written to
+    a temp name and renamed."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
