@@ -127,7 +127,7 @@ def dropping_read_pages():
 def _trim_heap() -> None:
     try:
         ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
+    except (OSError, AttributeError, TypeError):  # not glibc
         pass
 
 
