@@ -103,9 +103,9 @@ class ResBlock(nn.Module):
         super().__init__()
         hidden = dim // cfg.compress
         conv = dict(causal=cfg.causal, pad_mode=cfg.pad_mode)
-        self.block = nn.ModuleList([
+        self.block = nn.ModuleList([  # the second ELU overwrites a conv output nothing else reads
             nn.ELU(), SConv1d(dim, hidden, cfg.residual_kernel_size, dilation=dilation, **conv),
-            nn.ELU(), SConv1d(hidden, dim, 1, **conv),
+            nn.ELU(inplace=True), SConv1d(hidden, dim, 1, **conv),
         ])
         self.shortcut = nn.Identity() if cfg.true_skip else SConv1d(dim, dim, 1, **conv)
 
@@ -113,7 +113,7 @@ class ResBlock(nn.Module):
         y = x
         for layer in self.block:
             y = layer(y)
-        return self.shortcut(x) + y
+        return y.add_(self.shortcut(x))  # y is a fresh conv output: summing in place saves an activation
 
 
 def _res_blocks(cfg: CodecConfig, dim: int) -> list[nn.Module]:
@@ -155,11 +155,11 @@ class SEANetDecoder(nn.Module):
         dim = cfg.n_filters * 2 ** len(cfg.ratios)
         layers = [SConv1d(cfg.dimension, dim, cfg.kernel_size, **conv)]
         layers += _lstm(cfg, dim)
-        for ratio in cfg.ratios:
-            layers += [nn.ELU(), SConvTranspose1d(dim, dim // 2, 2 * ratio, stride=ratio, causal=cfg.causal)]
+        for ratio in cfg.ratios:  # in-place ELUs: their inputs (block and LSTM outputs) are read by nothing else
+            layers += [nn.ELU(inplace=True), SConvTranspose1d(dim, dim // 2, 2 * ratio, stride=ratio, causal=cfg.causal)]
             dim //= 2
             layers += _res_blocks(cfg, dim)
-        layers += [nn.ELU(), SConv1d(dim, cfg.channels, cfg.last_kernel_size, **conv)]
+        layers += [nn.ELU(inplace=True), SConv1d(dim, cfg.channels, cfg.last_kernel_size, **conv)]
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
