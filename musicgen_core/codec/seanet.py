@@ -156,7 +156,8 @@ class SEANetDecoder(nn.Module):
         layers = [SConv1d(cfg.dimension, dim, cfg.kernel_size, **conv)]
         layers += _lstm(cfg, dim)
         for ratio in cfg.ratios:  # in-place ELUs: their inputs (block and LSTM outputs) are read by nothing else
-            layers += [nn.ELU(inplace=True), SConvTranspose1d(dim, dim // 2, 2 * ratio, stride=ratio, causal=cfg.causal)]
+            layers += [nn.ELU(inplace=True),
+                       SConvTranspose1d(dim, dim // 2, 2 * ratio, stride=ratio, causal=cfg.causal)]
             dim //= 2
             layers += _res_blocks(cfg, dim)
         layers += [nn.ELU(inplace=True), SConv1d(dim, cfg.channels, cfg.last_kernel_size, **conv)]
