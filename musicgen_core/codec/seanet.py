@@ -24,25 +24,37 @@ def extra_padding_for_conv1d(length: int, kernel_size: int, stride: int, padding
 
 def pad1d(x: torch.Tensor, paddings: tuple[int, int], mode: str = "constant") -> torch.Tensor:
     """`F.pad` on the last dim of [B, C, T] or [B, C, 1, T]; in reflect mode an input shorter than the padding is
-    zero-extended first."""
+    zero-extended first. Without padding x itself is returned (F.pad would copy it: an activation per conv)."""
+    if not any(paddings):
+        return x
     if mode != "reflect":
         return F.pad(x, paddings, mode)
     length = x.shape[-1]
     extra = max(0, max(paddings) - length + 1)
-    padded = F.pad(F.pad(x, (0, extra)), (*paddings, 0, 0)[: 2 * (x.dim() - 2)], mode)
+    if extra:
+        x = F.pad(x, (0, extra))
+    padded = F.pad(x, (*paddings, 0, 0)[: 2 * (x.dim() - 2)], mode)
     return padded[..., : padded.shape[-1] - extra]
 
 
+def _pad_elu(x: torch.Tensor, padding: tuple[int, int], mode: str, elu: bool) -> torch.Tensor:
+    """pad1d(elu(x) if elu else x): the ELU runs in place on the padded copy (ELU(0) = 0 and reflection copies
+    values, so the two commute), which saves an activation-sized tensor per residual block."""
+    if not elu:
+        return pad1d(x, padding, mode)
+    return F.elu_(pad1d(x, padding, mode)) if any(padding) else F.elu(x)
+
+
 def time_major_conv(conv: nn.Conv1d | nn.ConvTranspose1d, x: torch.Tensor, padding: tuple[int, int] = (0, 0),
-                    mode: str = "constant") -> torch.Tensor:
-    """`conv(pad1d(x, padding, mode))` for x [B, C, T], computed on CPU as a channels-last 2D convolution: oneDNN's
-    time-major kernels are 4-9x faster than its channel-major 1D ones for the few channels of a small codec (a k7
-    16 -> 1 conv over 10 s at 32 kHz: 5 ms instead of 23 ms). Padding, ELU, residual sums and the LSTM keep the
-    time-major layout, so activations are transposed once, at the codec's input."""
+                    mode: str = "constant", elu: bool = False) -> torch.Tensor:
+    """`conv(pad1d(elu(x) if elu else x, padding, mode))` for x [B, C, T], computed on CPU as a channels-last 2D
+    convolution: oneDNN's time-major kernels are 4-9x faster than its channel-major 1D ones for the few channels of a
+    small codec (a k7 16 -> 1 conv over 10 s at 32 kHz: 5 ms instead of 23 ms). Padding, ELU, residual sums and the
+    LSTM keep the time-major layout, so activations are transposed once, at the codec's input."""
     if x.device.type != "cpu":
-        return conv(pad1d(x, padding, mode))
+        return conv(_pad_elu(x, padding, mode, elu))
     cl = torch.channels_last
-    x4 = pad1d(x.unsqueeze(2).contiguous(memory_format=cl), padding, mode)  # [B, C, 1, T]
+    x4 = _pad_elu(x.unsqueeze(2).contiguous(memory_format=cl), padding, mode, elu)  # [B, C, 1, T]
     w4 = conv.weight.unsqueeze(2).contiguous(memory_format=cl)
     if isinstance(conv, nn.ConvTranspose1d):
         y = F.conv_transpose2d(x4, w4, conv.bias, (1, conv.stride[0]))
@@ -60,13 +72,14 @@ class SConv1d(nn.Module):
         self.conv = weight_norm(nn.Conv1d(in_ch, out_ch, kernel_size, stride, dilation=dilation))
         self.causal, self.pad_mode = causal, pad_mode
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C_in, T] -> [B, C_out, ceil(T / stride)]
+    def forward(self, x: torch.Tensor, elu: bool = False) -> torch.Tensor:
+        """[B, C_in, T] -> [B, C_out, ceil(T / stride)]; with elu: of ELU(x), without modifying x."""
         stride = self.conv.stride[0]
         kernel_size = (self.conv.kernel_size[0] - 1) * self.conv.dilation[0] + 1
         padding_total = kernel_size - stride
         extra = extra_padding_for_conv1d(x.shape[-1], kernel_size, stride, padding_total)
         right = 0 if self.causal else padding_total // 2
-        return time_major_conv(self.conv, x, (padding_total - right, right + extra), self.pad_mode)
+        return time_major_conv(self.conv, x, (padding_total - right, right + extra), self.pad_mode, elu)
 
 
 class SConvTranspose1d(nn.Module):
@@ -103,16 +116,15 @@ class ResBlock(nn.Module):
         super().__init__()
         hidden = dim // cfg.compress
         conv = dict(causal=cfg.causal, pad_mode=cfg.pad_mode)
-        self.block = nn.ModuleList([  # the second ELU overwrites a conv output nothing else reads
+        self.block = nn.ModuleList([  # the ELUs keep their indices (state-dict keys block.1 / block.3)
             nn.ELU(), SConv1d(dim, hidden, cfg.residual_kernel_size, dilation=dilation, **conv),
             nn.ELU(inplace=True), SConv1d(hidden, dim, 1, **conv),
         ])
         self.shortcut = nn.Identity() if cfg.true_skip else SConv1d(dim, dim, 1, **conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x
-        for layer in self.block:
-            y = layer(y)
+        _, conv1, elu2, conv2 = self.block
+        y = conv2(elu2(conv1(x, elu=True)))  # the first ELU runs on conv1's padded copy of x (x is the skip input)
         return y.add_(self.shortcut(x))  # y is a fresh conv output: summing in place saves an activation
 
 

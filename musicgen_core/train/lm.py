@@ -260,13 +260,18 @@ def add_cli(subparsers) -> None:
     p.add_argument("--run-dir", default="runs/lm")
     p.add_argument("--minutes", type=float, default=None)
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--total-steps", type=int, default=None,
+                   help="length of the cosine schedule (default: the preset's); fit it to the compute you have")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default=None)
     p.add_argument("--codec", default=None, help="codec (exported folder or latest.pt) for periodic audio samples")
 
     def run(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
-        train(PRESETS[args.preset], Path(args.tokens), Path(args.valid_tokens), Path(args.run_dir), args.minutes,
+        cfg = PRESETS[args.preset]
+        if args.total_steps:
+            cfg = dataclasses.replace(cfg, total_steps=args.total_steps)
+        train(cfg, Path(args.tokens), Path(args.valid_tokens), Path(args.run_dir), args.minutes,
               args.steps, args.device, args.codec)
 
     p.set_defaults(func=run)
