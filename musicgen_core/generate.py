@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .audio import convert_audio
-from .codec import Codec
+from .codec import Codec, StreamingDecoder
 from .conditioning.chroma import ChromaExtractor, null_chroma
 from .conditioning.text import TextEncoder
 from .configs import MusicGenConfig
@@ -184,21 +184,17 @@ class MusicGen:
 
     def stream(self, descriptions=None, melody_wavs=None, melody_sample_rate: int | None = None,
                prompt: torch.Tensor | None = None, prompt_sample_rate: int | None = None, seed: int | None = None,
-               chunk_duration: float = 0.5, left_context: float | None = 1.0, return_tokens: bool = False):
+               chunk_duration: float = 0.5, return_tokens: bool = False):
         """Yield wav chunks [B, C, n] while generating (with return_tokens: (wav chunk, codes [B, K, f] of the frames
-        it covers)); their concatenation is the whole piece.
-
-        Each chunk is decoded with `left_context` seconds of earlier codes (None = all of them) and a few frames of
-        look-ahead, so chunk borders are seamless up to the codec's long-range LSTM state.
-        """
+        it covers)); their concatenation is the whole piece, as `generate` decodes it (`codec.StreamingDecoder`: each
+        chunk is decoded once the few frames of look-ahead the codec reads are known)."""
         prompt_codes = None if prompt is None else self._encode_prompt(prompt, prompt_sample_rate)
         n = prompt_codes.shape[0] if prompt_codes is not None else 1
         descriptions = [None] * n if descriptions is None else _as_list(descriptions)
         melodies = None if melody_wavs is None else self._melodies(melody_wavs, melody_sample_rate,
                                                                   len(descriptions))
         frames = self._frame_stream(descriptions, melodies, prompt_codes, self._generator(seed), self._progress)
-        left = None if left_context is None else int(left_context * self.frame_rate)
-        for wav, codes in self._decode_stream(frames, max(1, int(chunk_duration * self.frame_rate)), left):
+        for wav, codes in self._decode_stream(frames, max(1, int(chunk_duration * self.frame_rate))):
             yield (wav, codes) if return_tokens else wav
 
     # --- internals ------------------------------------------------------------------------------------------
@@ -364,25 +360,17 @@ class MusicGen:
                 yield seq.gather(2, idx[None].expand(B, -1, -1))
                 emitted = n_ready
 
-    def _decode_stream(self, frames: Iterator[torch.Tensor], chunk: int, left: int | None):
-        """(wav, codes) per chunk of `chunk` frames, decoded with `left` frames of context and a short look-ahead."""
-        hop, lookahead = self.compression_model.hop_length, 4
-        codes, emitted = None, 0
-
-        def decode(a: int, b: int, final: bool) -> torch.Tensor:
-            lo = 0 if left is None else max(0, a - left)
-            hi = codes.shape[-1] if final else min(codes.shape[-1], b + lookahead)
-            with torch.no_grad():
-                wav = self.compression_model.decode(codes[..., lo:hi])
-            return wav[..., (a - lo) * hop:(b - lo) * hop], codes[..., a:b]
-
+    def _decode_stream(self, frames: Iterator[torch.Tensor], chunk: int):
+        """(wav, codes) per chunk of `chunk` frames, each decoded as soon as the codec's look-ahead is known."""
+        decoder, codes = StreamingDecoder(self.compression_model), None
         for new in frames:
             codes = new if codes is None else torch.cat([codes, new], dim=-1)
-            while codes.shape[-1] - emitted >= chunk + lookahead:
-                yield decode(emitted, emitted + chunk, final=False)
-                emitted += chunk
-        if codes is not None and codes.shape[-1] > emitted:
-            yield decode(emitted, codes.shape[-1], final=True)
+            while codes.shape[-1] - decoder.start >= chunk + decoder.lookahead:
+                start = decoder.start
+                yield decoder(codes, start + chunk), codes[..., start:start + chunk]
+        if codes is not None and codes.shape[-1] > decoder.start:
+            start = decoder.start
+            yield decoder(codes, codes.shape[-1], final=True), codes[..., start:]
 
 
 def _print_progress(done: int, total: int) -> None:

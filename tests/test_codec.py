@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from musicgen_core.checkpoints import audiocraft_codec_state_dict, hf_codec_state_dict
-from musicgen_core.codec import Codec
+from musicgen_core.codec import Codec, StreamingDecoder
 from musicgen_core.codec.quantizer import ResidualVectorQuantizer, VectorQuantizer
 from musicgen_core.codec.seanet import extra_padding_for_conv1d, pad1d
 from musicgen_core.configs import CodecConfig
@@ -28,6 +28,31 @@ def test_frame_count_and_output_length(pad_mode, causal):
         F_ = math.ceil(T / 640)
         assert codes.shape == (2, codec.n_q, F_) and codes.dtype == torch.int64
         assert codec.decode(codes).shape == (2, 1, F_ * codec.hop_length)
+
+
+@pytest.mark.parametrize("kw", [dict(pad_mode="reflect"), dict(causal=True), dict(lstm_layers=0),
+                                dict(true_skip=False, n_residual_layers=2, lstm_layers=2),
+                                dict(decoder="istft", istft_dim=16, istft_layers=2, istft_n_fft=2560)],
+                         ids=["reflect", "causal", "no-lstm", "deeper", "istft"])
+@pytest.mark.parametrize("chunk", [1, 4, 11])
+def test_streaming_decoder_equals_whole_decode(kw, chunk):
+    codec = _tiny_codec(**kw)
+    codes = torch.randint(0, 64, (2, 4, 41))
+    whole = codec.decode(codes)
+    decoder, parts = StreamingDecoder(codec), []
+    for stop in range(chunk, codes.shape[-1] - decoder.lookahead + 1, chunk):
+        parts.append(decoder(codes[..., :stop + decoder.lookahead], stop))  # only the codes it must know
+    parts.append(decoder(codes, codes.shape[-1], final=True))
+    torch.testing.assert_close(torch.cat(parts, dim=-1), whole, atol=1e-5, rtol=1e-5)
+
+
+def test_streaming_decoder_needs_its_lookahead_and_reads_little():
+    decoder = StreamingDecoder(_tiny_codec())
+    with pytest.raises(ValueError, match=r"cannot decode frames \[0, 5\) from 6 frames"):
+        decoder(torch.randint(0, 64, (1, 4, 6)), 5)
+    with torch.device("meta"):
+        official = Codec(CodecConfig())
+    assert StreamingDecoder(official).lookahead <= 8  # MusicGen's codec: a chunk waits for < 0.2 s of codes
 
 
 def test_properties_and_input_check():

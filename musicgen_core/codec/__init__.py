@@ -1,4 +1,4 @@
 """The audio tokenizer (EnCodec-style codec)."""
-from .encodec import Codec, CodecOutput
+from .encodec import Codec, CodecOutput, StreamingDecoder
 
-__all__ = ["Codec", "CodecOutput"]
+__all__ = ["Codec", "CodecOutput", "StreamingDecoder"]

@@ -86,3 +86,34 @@ class Codec(nn.Module):
         """Fold weight norm into plain conv weights for inference (outputs unchanged). Load weights first."""
         remove_weight_norm(self)
         return self
+
+
+class StreamingDecoder:
+    """Decodes codes that arrive in order, chunk by chunk, into the waveform that decoding them whole gives (up to
+    float rounding), decoding each frame about once: the convolutions get the few frames of context they read on
+    either side of a chunk and the decoder's LSTM carries its state from chunk to chunk. Chunk [start, stop) can be
+    decoded once the codes up to stop + `lookahead` (or the end) are known."""
+
+    def __init__(self, codec: Codec):
+        self.quantizer, self.hop = codec.quantizer, codec.hop_length
+        self.pre, self.lstm, self.post, (self.pre_left, self.pre_right, self.reach) = codec.decoder.streaming_parts()
+        self.lookahead = self.pre_right + self.reach
+        self.start, self.state = 0, None  # the next chunk's first frame; LSTM state at max(0, start - reach)
+
+    @torch.no_grad()
+    def __call__(self, codes: torch.Tensor, stop: int, final: bool = False) -> torch.Tensor:
+        """wav [B, C, (stop - start) * hop] of frames [start, stop) of codes [B, K, n], the codes known so far (the
+        whole piece with final, else n >= stop + lookahead); the next call continues at stop."""
+        start, n = self.start, codes.shape[-1]
+        if not start < stop <= n or not (final or n >= stop + self.lookahead):
+            raise ValueError(f"cannot decode frames [{start}, {stop}) from {n} frames (look-ahead {self.lookahead})")
+        first, end = max(0, start - self.reach), n if final else stop + self.reach  # LSTM frames `post` reads
+        lo, hi = max(0, first - self.pre_left), min(n, end + self.pre_right)
+        x = self.pre(self.quantizer.decode(codes[..., lo:hi]))[..., first - lo:end - lo]  # [B, D, end - first]
+        if self.lstm is not None:
+            carry = max(0, stop - self.reach) - first  # frames up to the next chunk's first LSTM frame
+            head, state = self.lstm.run(x[..., :carry], self.state) if carry else (x[..., :0], self.state)
+            tail, _ = self.lstm.run(x[..., carry:], state)
+            x, self.state = torch.cat([head, tail], dim=-1), state
+        self.start = stop
+        return self.post(x)[..., (start - first) * self.hop:(stop - first) * self.hop]

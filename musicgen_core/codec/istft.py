@@ -52,3 +52,9 @@ class ISTFTDecoder(nn.Module):
         window = torch.hann_window(self.n_fft, device=x.device)
         wav = torch.istft(spec, self.n_fft, self.hop, window=window, center=True, length=frames * self.hop)
         return wav[:, None]
+
+    def streaming_parts(self):
+        """As `SEANetDecoder.streaming_parts`: no recurrence, so all of it is `post`; a frame's samples depend on the
+        latent frames within the convs' kernels (7 for the embedding and each block) and the overlapping windows."""
+        reach = 3 * (1 + len(self.blocks)) + -(-self.n_fft // (2 * self.hop)) + 1
+        return nn.Identity(), None, self, (0, 0, reach)

@@ -72,14 +72,20 @@ class SConv1d(nn.Module):
         self.conv = weight_norm(nn.Conv1d(in_ch, out_ch, kernel_size, stride, dilation=dilation))
         self.causal, self.pad_mode = causal, pad_mode
 
+    @property
+    def padding(self) -> tuple[int, int]:
+        """Fixed (left, right) padding: at stride 1, the input steps an output step reads on either side."""
+        kernel_size = (self.conv.kernel_size[0] - 1) * self.conv.dilation[0] + 1
+        padding_total = kernel_size - self.conv.stride[0]
+        right = 0 if self.causal else padding_total // 2
+        return padding_total - right, right
+
     def forward(self, x: torch.Tensor, elu: bool = False) -> torch.Tensor:
         """[B, C_in, T] -> [B, C_out, ceil(T / stride)]; with elu: of ELU(x), without modifying x."""
-        stride = self.conv.stride[0]
+        left, right = self.padding
         kernel_size = (self.conv.kernel_size[0] - 1) * self.conv.dilation[0] + 1
-        padding_total = kernel_size - stride
-        extra = extra_padding_for_conv1d(x.shape[-1], kernel_size, stride, padding_total)
-        right = 0 if self.causal else padding_total // 2
-        return time_major_conv(self.conv, x, (padding_total - right, right + extra), self.pad_mode, elu)
+        extra = extra_padding_for_conv1d(x.shape[-1], kernel_size, self.conv.stride[0], left + right)
+        return time_major_conv(self.conv, x, (left, right + extra), self.pad_mode, elu)
 
 
 class SConvTranspose1d(nn.Module):
@@ -105,8 +111,13 @@ class SLSTM(nn.Module):
         self.lstm = nn.LSTM(dim, dim, num_layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, T] -> [B, C, T]
+        return self.run(x)[0]
+
+    def run(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """(output [B, C, T], LSTM state after the last step) from `state` (None: zeros)."""
         x = x.permute(2, 0, 1)  # [T, B, C]
-        return (self.lstm(x)[0] + x).permute(1, 2, 0)
+        y, state = self.lstm(x, state)
+        return (y + x).permute(1, 2, 0), state
 
 
 class ResBlock(nn.Module):
@@ -174,11 +185,33 @@ class SEANetDecoder(nn.Module):
             layers += _res_blocks(cfg, dim)
         layers += [nn.ELU(inplace=True), SConv1d(dim, cfg.channels, cfg.last_kernel_size, **conv)]
         self.layers = nn.ModuleList(layers)
+        self.cfg = cfg
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
             x = layer(x)
         return x
+
+    def streaming_parts(self):
+        """(pre, lstm, post, (pre_left, pre_right, reach)) for chunk-by-chunk decoding (`encodec.StreamingDecoder`):
+        `pre`, the frame-rate input conv, reads pre_left / pre_right latent frames either side of a frame; `lstm`
+        (None without one) carries all longer-range context; the output samples of a frame depend on at most `reach`
+        LSTM output frames either side through `post`, the upsampling stack (a bound, counting each conv's whole
+        kernel on both sides and two input steps per transposed conv)."""
+        cfg = self.cfg
+        lstm = self.layers[1] if isinstance(self.layers[1], SLSTM) else None
+        rest = self.layers[2 if lstm else 1:]
+
+        def post(x: torch.Tensor) -> torch.Tensor:
+            for layer in rest:
+                x = layer(x)
+            return x
+
+        reach = cfg.last_kernel_size - 1  # output samples
+        for ratio in reversed(cfg.ratios):
+            reach += sum((cfg.residual_kernel_size - 1) * cfg.dilation_base ** j for j in range(cfg.n_residual_layers))
+            reach = -(-reach // ratio) + 2  # at the transposed conv's input rate (kernel 2 * ratio)
+        return self.layers[0], lstm, post, (*self.layers[0].padding, reach)
 
 
 def remove_weight_norm(module: nn.Module) -> nn.Module:
