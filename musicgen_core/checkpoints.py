@@ -29,6 +29,7 @@ from .codec.seanet import remove_weight_norm
 from .conditioning.text import TextEncoder, load_text_encoder
 from .configs import CodecConfig, LMConfig, MusicGenConfig, TextConfig
 from .lm.model import MusicLM
+from .lm.transformer import block_wide_inputs
 
 OWN_FORMAT = "musicgen_core"
 
@@ -473,6 +474,8 @@ def load_model(name_or_path: str | os.PathLike | None = None, device=None, preci
     with dropping_read_pages() as drop:  # peak memory: converted sources are not kept beside their conversions
         cfg, lm, codec, text = loader[detect_format(folder)](folder)
         lm, codec, text = set_precision(lm.to(device), precision, drop), codec.to(device), text.to(device)
+        if precision == "fp32" and device.type == "cpu":
+            block_wide_inputs(lm, drop)
     return MusicGen(lm, codec, text, cfg, name=folder.name)
 
 

@@ -6,7 +6,7 @@ import torch
 
 from musicgen_core.configs import LMConfig
 from musicgen_core.lm.model import MusicLM
-from musicgen_core.lm.transformer import linear, sinusoidal_embedding
+from musicgen_core.lm.transformer import BLOCK, Linear, block_wide_inputs, linear, sinusoidal_embedding
 
 
 def tiny_lm(**kw) -> MusicLM:
@@ -120,6 +120,40 @@ def test_decode_linear_equals_f_linear(rows, k):
     rx, rw = torch.autograd.grad((torch.nn.functional.linear(x, w) * g).sum(), (x, w))
     torch.testing.assert_close(gx, rx, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(gw, rw, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8, 9])
+def test_blocked_linear_equals_f_linear_and_keeps_its_state_dict_layout(rows):
+    torch.manual_seed(rows)
+    layer = Linear(3 * BLOCK, 40)
+    ref = torch.nn.Linear(3 * BLOCK, 40)
+    ref.load_state_dict(layer.state_dict())
+    block_wide_inputs(layer)
+    assert layer.weight.shape == (3, 40, BLOCK) and layer.weight.is_contiguous()
+    x = torch.randn(rows, 1, 3 * BLOCK, requires_grad=True)
+    torch.testing.assert_close(layer(x), ref(x), rtol=1e-5, atol=1e-4)
+    g = torch.randn(rows, 1, 40)
+    torch.testing.assert_close(torch.autograd.grad((layer(x) * g).sum(), x)[0],
+                               torch.autograd.grad((ref(x) * g).sum(), x)[0], rtol=1e-5, atol=1e-4)
+    sd = layer.state_dict()
+    assert torch.equal(sd["weight"], ref.weight.detach())  # [N, K] as saved by and loaded into nn.Linear
+    fresh = Linear(3 * BLOCK, 40)
+    block_wide_inputs(fresh)
+    fresh.load_state_dict(sd)
+    assert torch.equal(fresh.weight, layer.weight)
+
+
+def test_block_wide_inputs_only_touches_wide_linears():
+    torch.manual_seed(0)
+    lm = MusicLM(LMConfig(dim=64, num_heads=4, num_layers=2, ffn_dim=3 * BLOCK, card=32, cond_dim=24)).eval()
+    seq = torch.randint(0, 32, (2, 4, 6))
+    ctx = conditioning(lm)
+    before, sd = lm(seq, ctx), lm.state_dict()
+    block_wide_inputs(lm)
+    assert [n for n, p in lm.named_parameters() if p.dim() == 3 and n.startswith("layers.")] == [
+        f"layers.{i}.linear2.weight" for i in range(2)]
+    torch.testing.assert_close(lm(seq, ctx), before, rtol=1e-5, atol=1e-5)
+    assert all(torch.equal(v, sd[k]) for k, v in lm.state_dict().items())
 
 
 def test_sinusoidal_matches_transformers():
