@@ -95,8 +95,8 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 @contextlib.contextmanager
 def dropping_read_pages():
     """Memory used only while loading goes back to the OS: files mapped by `read_safetensors` in this block leave the
-    process's resident memory (madvise DONTNEED) when it ends, or some tensors' pages at once with the yielded
-    `drop(*tensors)`, and each release also returns freed heap memory (glibc keeps freed chunks that sit between
+    process's resident memory (madvise DONTNEED) when it ends, or at once with the yielded `drop(*tensors)` (those
+    tensors' pages; with none, all pages read so far), and each release also returns freed heap memory (glibc keeps freed chunks that sit between
     live ones: up to 1 GB after an int8 conversion). Pages read only to be converted (fused, stacked, folded, cast or
     quantized) are thus not kept beside their conversions, and tensors adopted as they are come back from the page
     cache on first use. Nothing in the block may write to an adopted tensor (DONTNEED would drop the private copy)."""
@@ -106,6 +106,9 @@ def dropping_read_pages():
 
     def drop(*tensors: torch.Tensor) -> None:
         for mapping in mappings if can_drop else ():
+            if not tensors:
+                mapping.madvise(mmap.MADV_DONTNEED)
+                continue
             base = ctypes.addressof(ctypes.c_char.from_buffer(mapping))
             for tensor in tensors:
                 start, end = tensor.data_ptr() - base, tensor.data_ptr() + tensor.nbytes - base
@@ -120,9 +123,7 @@ def dropping_read_pages():
         yield drop
     finally:
         _MAPPINGS.reset(token)
-        for mapping in mappings if can_drop else ():
-            mapping.madvise(mmap.MADV_DONTNEED)
-        _trim_heap()
+        drop()
 
 
 def _trim_heap() -> None:
@@ -473,6 +474,7 @@ def load_model(name_or_path: str | os.PathLike | None = None, device=None, preci
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with dropping_read_pages() as drop:  # peak memory: converted sources are not kept beside their conversions
         cfg, lm, codec, text = loader[detect_format(folder)](folder)
+        drop()  # the sources of fused, stacked and folded tensors, before the conversions below read more
         lm, codec, text = set_precision(lm.to(device), precision, drop), codec.to(device), text.to(device)
         if precision == "fp32" and device.type == "cpu":
             block_wide_inputs(lm, drop)

@@ -238,6 +238,8 @@ def test_safetensors_are_mapped_copy_on_write_and_survive_dropped_pages(tmp_path
             assert value.dtype == reference[key].dtype and torch.equal(value, reference[key]), key
         drop(read["big"])  # its pages leave memory and come back from the file on the next read
         assert torch.equal(read["big"], reference["big"])
+        drop()  # all pages read so far
+        assert all(torch.equal(value, reference[key]) for key, value in read.items())
     for key, value in read.items():  # after the block's release as well
         assert torch.equal(value, reference[key]), key
     read["f32"].add_(1.0)  # in-place updates (training) stay private to the process
