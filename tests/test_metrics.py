@@ -36,6 +36,8 @@ def test_tempo_of_a_click_track():
         clicks[i:i + 800] = rng.standard_normal(800) * np.exp(-np.arange(800) / 150)
     est = metrics.estimate_tempo(clicks, SR)
     assert metrics.tempo_matches(est, 120) and not metrics.tempo_matches(est, 100)
+    assert not metrics.tempo_matches(est, 60) and metrics.tempo_matches(est, 60, metrical=True)
+    assert metrics.tempo_matches(est, 40, metrical=True) and not metrics.tempo_matches(est, 90, metrical=True)
 
 
 @pytest.mark.parametrize("progression, key", [

@@ -2,7 +2,8 @@
 
 - `chroma_cosine`: audiocraft's ChromaCosineSimilarityMetric (§8.1 of the reference): both signals through the same
   argmax chroma extractor at 32 kHz, frame-wise cosine, frame-weighted mean (= pitch-class agreement per frame).
-- `estimate_tempo` / `tempo_matches`: librosa beat tracking, octave errors (x2, x1/2) not forgiven.
+- `estimate_tempo` / `tempo_matches`: librosa beat tracking; strict, or forgiving the estimator's metrical-level
+  errors (x2, x1/2, x3, x1/3: the "accuracy 2" of MIR tempo evaluations).
 - `estimate_key`: Krumhansl-Schmuckler key profiles against the mean chroma.
 - `mel_distance`, `si_sdr`: codec reconstruction quality.
 - `collapse_report`: silent stretches (RMS per second below -40 dBFS) and repetitive ones (self-similar chroma).
@@ -45,8 +46,10 @@ def estimate_tempo(wav, sample_rate: int) -> float:
     return float(np.atleast_1d(tempo)[0])
 
 
-def tempo_matches(estimated: float, asked: float, tolerance: float = 0.08) -> bool:
-    return abs(estimated - asked) <= tolerance * asked
+def tempo_matches(estimated: float, asked: float, tolerance: float = 0.08, metrical: bool = False) -> bool:
+    """|estimated - asked| within `tolerance` of asked; with metrical, of asked x 1, 2, 1/2, 3 or 1/3."""
+    factors = (1, 2, 1 / 2, 3, 1 / 3) if metrical else (1,)
+    return any(abs(estimated - asked * f) <= tolerance * asked * f for f in factors)
 
 
 def estimate_key(wav, sample_rate: int) -> tuple[int, str]:

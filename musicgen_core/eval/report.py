@@ -6,7 +6,8 @@ it: hummed, whistled or played on a piano, in turn. The generated audio is score
 `classifier`:
 
 - text adherence: the style and lead-instrument family the probes recognise, the tempo (librosa beats) where the
-  caption states a BPM, the key (key profiles) where it names one;
+  caption states a BPM (strict, and forgiving x2 / x3 metrical-level errors), the key (key profiles) where it names
+  one;
 - melody adherence: audiocraft's chroma cosine between the generated audio and the melody query, with the melody and,
   for the same prompt and seed, without it;
 - realism: a Fréchet distance between probe features of generated clips and of the real clips the prompts describe
@@ -85,6 +86,7 @@ def score_clips(clips: list[np.ndarray], items, probes, sample_rate: int) -> lis
             "style_pred": probes["style"].predict(feats)[0], "family": lead_family(meta["lead_program"]),
             "family_pred": probes["family"].predict(feats)[0], "bpm": meta["bpm"], "bpm_est": round(tempo, 1),
             "asks_bpm": f"{meta['bpm']} BPM" in ex.caption, "tempo_ok": metrics.tempo_matches(tempo, meta["bpm"]),
+            "tempo_metrical_ok": metrics.tempo_matches(tempo, meta["bpm"], metrical=True),
             "key": meta["key"], "key_est": f"{metrics.PITCH_CLASSES[tonic]} {mode}",
             "asks_key": meta["key"] in ex.caption, "key_ok": (tonic, mode) == (meta["tonic"], meta["mode"]),
             **metrics.collapse_report(wav, sample_rate), "features": feats,
@@ -98,6 +100,7 @@ def adherence(rows: list[dict]) -> dict:
         "style_accuracy": mean([r["style_pred"] == r["style"] for r in rows]),
         "family_accuracy": mean([r["family_pred"] == r["family"] for r in rows]),
         "tempo_within_8pct": mean([r["tempo_ok"] for r in rows if r["asks_bpm"]]),
+        "tempo_within_8pct_metrical": mean([r["tempo_metrical_ok"] for r in rows if r["asks_bpm"]]),
         "key_accuracy": mean([r["key_ok"] for r in rows if r["asks_key"]]),
         "clips_with_silence": mean([r["silent_seconds"] > 0 for r in rows]),
         "repetitive_fraction": mean([r["repetitive_fraction"] for r in rows]),
