@@ -97,9 +97,10 @@ def dropping_read_pages():
     """Memory used only while loading goes back to the OS: files mapped by `read_safetensors` in this block leave the
     process's resident memory (madvise DONTNEED) when it ends, or at once with the yielded `drop(*tensors)` (those
     tensors' pages; with none, all pages read so far), and each release also returns freed heap memory (glibc keeps
-    freed chunks that sit between live ones: up to 1 GB after an int8 conversion). Pages read only to be converted (fused, stacked, folded, cast or
-    quantized) are thus not kept beside their conversions, and tensors adopted as they are come back from the page
-    cache on first use. Nothing in the block may write to an adopted tensor (DONTNEED would drop the private copy)."""
+    freed chunks that sit between live ones: up to 1 GB after an int8 conversion). Pages read only to be converted
+    (fused, stacked, folded, cast or quantized) are thus not kept beside their conversions, and tensors adopted as they
+    are come back from the page cache on first use. Nothing in the block may write to an adopted tensor (DONTNEED would
+    drop the private copy)."""
     mappings = []
     token = _MAPPINGS.set(mappings)
     can_drop = hasattr(mmap, "MADV_DONTNEED")
