@@ -55,6 +55,7 @@ class ISTFTDecoder(nn.Module):
 
     def streaming_parts(self):
         """As `SEANetDecoder.streaming_parts`: no recurrence, so all of it is `post`; a frame's samples depend on the
-        latent frames within the convs' kernels (7 for the embedding and each block) and the overlapping windows."""
-        reach = 3 * (1 + len(self.blocks)) + -(-self.n_fft // (2 * self.hop)) + 1
+        latent frames within the convs' kernels (the embedding's and each block's) and the overlapping windows."""
+        convs = [self.embed] + [block.dwconv for block in self.blocks]
+        reach = sum(conv.padding[0] for conv in convs) + -(-self.n_fft // (2 * self.hop)) + 1
         return nn.Identity(), None, self, (0, 0, reach)

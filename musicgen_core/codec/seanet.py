@@ -83,8 +83,8 @@ class SConv1d(nn.Module):
     def forward(self, x: torch.Tensor, elu: bool = False) -> torch.Tensor:
         """[B, C_in, T] -> [B, C_out, ceil(T / stride)]; with elu: of ELU(x), without modifying x."""
         left, right = self.padding
-        kernel_size = (self.conv.kernel_size[0] - 1) * self.conv.dilation[0] + 1
-        extra = extra_padding_for_conv1d(x.shape[-1], kernel_size, self.conv.stride[0], left + right)
+        stride = self.conv.stride[0]
+        extra = extra_padding_for_conv1d(x.shape[-1], left + right + stride, stride, left + right)  # kernel span
         return time_major_conv(self.conv, x, (left, right + extra), self.pad_mode, elu)
 
 
