@@ -8,11 +8,10 @@ are forced to the special token. Durations above `max_duration` use audiocraft's
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .audio import convert_audio
 from .codec import Codec, StreamingDecoder

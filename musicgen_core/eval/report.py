@@ -19,7 +19,6 @@ The report folder gets report.md, summary.json (every figure, per clip too) and 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
