@@ -2,7 +2,7 @@
 process and for torchrun/DDP on GPUs.
 
 Losses (EnCodec §3.4): multi-resolution mel + STFT reconstruction, time-domain L1, RVQ commitment (EMA codebooks with
-dead-code restarts live in the quantiser), and, once reconstruction is stable, a multi-scale STFT discriminator with
+dead-code restarts live in the quantiser), optionally chroma agreement (the melody conditioning's features), and, once reconstruction is stable, a multi-scale STFT discriminator with
 hinge and feature-matching losses. Checkpoints are written atomically to `run_dir/latest.pt` every few minutes; a
 run resumes from there, or warm-starts from shipped weights when its folder is gone.
 """
@@ -19,11 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from ..codec import Codec
-from ..conditioning.chroma import ChromaExtractor
 from ..configs import CodecConfig
 from . import runtime
-from .losses import (MultiResolutionMelLoss, MultiResolutionSTFTLoss, MultiScaleSTFTDiscriminator, discriminator_loss,
-                     generator_losses, si_sdr)
+from .losses import (ChromaLoss, MultiResolutionMelLoss, MultiResolutionSTFTLoss, MultiScaleSTFTDiscriminator,
+                     discriminator_loss, generator_losses, si_sdr)
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,7 @@ class CodecTrainConfig:
     w_stft: float = 1.0
     w_l1: float = 1.0
     w_commit: float = 1.0
+    w_chroma: float = 0.0
     w_adv: float = 1.0
     w_feat: float = 2.0
     log_every: int = 50
@@ -112,15 +112,14 @@ def evaluate(codec: Codec, clips: torch.Tensor, batch: int = 8) -> dict[str, flo
     modes = [m.training for m in codec.modules()]
     codec.eval()
     mel = MultiResolutionMelLoss(codec.sample_rate, windows=EVAL_MEL_WINDOWS).to(clips.device)
-    chroma = ChromaExtractor(argmax=False)
+    chroma = ChromaLoss(codec.sample_rate).to(clips.device)
     mel_d, sdr, cos, codes_all = [], [], [], []
     for x in clips.split(batch):
         codes = codec.encode(x)
         y = codec.decode(codes)[..., :x.shape[-1]]
         mel_d.append(float(mel(y, x)))
         sdr.append(si_sdr(y, x).mean().item())
-        cx, cy = chroma.to(x.device)(x[:, 0]), chroma(y[:, 0])
-        cos.append(F.cosine_similarity(cx, cy, dim=-1, eps=1e-8).mean().item())
+        cos.append(1 - chroma(y, x).item())
         codes_all.append(codes.transpose(0, 1).flatten(1))  # [K, B * F]
     codes_all = torch.cat(codes_all, dim=1)
     out = {"mel": float(np.mean(mel_d)), "si_sdr": float(np.mean(sdr)), "chroma_cos": float(np.mean(cos))}
@@ -174,14 +173,14 @@ def warm_start_state(codec: Codec, folded: dict[str, torch.Tensor]) -> dict[str,
 
 
 # --- training loop ------------------------------------------------------------------------------------------------
-LOSSES = ("mel", "stft", "l1", "commit", "adv", "feat", "disc")
+LOSSES = ("mel", "stft", "l1", "commit", "chroma", "adv", "feat", "disc")
 
 
 def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None, max_steps: int | None = None,
           device: str | None = None, warm_start: Path | None = None) -> dict[str, float]:
     """Train (or resume from run_dir/latest.pt; without one, optionally warm-start from shipped codec weights)."""
     rt = runtime.setup(device)
-    torch.manual_seed(cfg.seed + rt.rank)
+    torch.manual_seed(cfg.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     codec = Codec(cfg.codec).to(rt.device).train()
@@ -208,6 +207,7 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
         print(f"warm-started from {warm_start}", flush=True)
     model, dmodel = rt.wrap(codec), rt.wrap(disc)
     mel_loss, stft_loss = MultiResolutionMelLoss(cfg.codec.sample_rate).to(rt.device), MultiResolutionSTFTLoss()
+    chroma_loss = ChromaLoss(cfg.codec.sample_rate).to(rt.device)
     val = validation_set(cfg).to(rt.device) if rt.main else None
     loader = torch.utils.data.DataLoader(TrainBatches(cfg, step, rt.rank, rt.world), batch_size=None,
                                          num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
@@ -227,11 +227,16 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
         return row
 
     for x in loader:
+        # k-means init and dead-code restarts draw from torch's generator: seeded per step, a resumed run repeats
+        # exactly the steps an uninterrupted one would have taken
+        torch.manual_seed(int(np.random.SeedSequence([cfg.seed, clock.step, rt.rank]).generate_state(1)[0]))
         x = x.to(rt.device, non_blocking=True)
         with rt.autocast():
             out = model(x)
         y = out.wav.float()
         losses = {"mel": mel_loss(y, x), "stft": stft_loss(y, x), "l1": F.l1_loss(y, x), "commit": out.penalty}
+        if cfg.w_chroma:
+            losses["chroma"] = chroma_loss(y, x)
         if clock.step >= cfg.adv_start:
             xd, yd = x[:cfg.disc_items], y[:cfg.disc_items]
             with rt.autocast():

@@ -1,5 +1,5 @@
-"""Codec training losses: multi-resolution mel and STFT reconstruction, SI-SDR, and a multi-scale STFT
-discriminator with hinge and feature-matching losses (EnCodec §3.4, Défossez et al. 2022)."""
+"""Codec training losses: multi-resolution mel and STFT reconstruction, chroma agreement, SI-SDR, and a multi-scale
+STFT discriminator with hinge and feature-matching losses (EnCodec §3.4, Défossez et al. 2022)."""
 from __future__ import annotations
 
 import torch
@@ -7,6 +7,8 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
+
+from ..conditioning.chroma import ChromaExtractor
 
 
 class MultiResolutionMelLoss(nn.Module):
@@ -46,6 +48,20 @@ class MultiResolutionSTFTLoss(nn.Module):
             sc = torch.linalg.norm(b - a) / torch.linalg.norm(b).clamp(min=1e-7)
             loss = loss + sc + F.l1_loss(torch.log(a.clamp(min=1e-5)), torch.log(b.clamp(min=1e-5)))
         return loss / len(self.ffts)
+
+
+class ChromaLoss(nn.Module):
+    """1 - frame-wise cosine between the soft chromagrams (MusicGen's extractor, 2^14-sample windows) of the
+    reconstruction and the input. The mel losses weigh every band alike and tolerate partials a few Hz off; the
+    melody conditioning reads exactly this pitch-class profile, so the codec is asked to keep it."""
+
+    def __init__(self, sample_rate: int = 32000):
+        super().__init__()
+        self.chroma = ChromaExtractor(sample_rate, argmax=False)
+
+    def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        a, b = self.chroma(y_hat.flatten(0, -2)), self.chroma(y.flatten(0, -2))  # [B, frames, 12]
+        return 1 - F.cosine_similarity(a, b, dim=-1, eps=1e-8).mean()
 
 
 def si_sdr(y_hat: torch.Tensor, y: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

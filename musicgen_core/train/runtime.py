@@ -61,13 +61,25 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def append_csv(path: Path, row: dict) -> None:
-    """Append one row (a header first when the file is new); floats rounded to 4 decimals."""
-    new = not path.exists()
+    """Append one row (a header first when the file is new); floats rounded to 4 decimals. A row with columns the
+    file lacks (a resumed run with a new loss term) rewrites the file with them added, empty in the older rows."""
+    header = []
+    if path.exists():
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+    if not set(row) <= set(header):
+        rows = []
+        if header:
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+        header = list(dict.fromkeys([*header, *row]))
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, header)
+            writer.writeheader()
+            writer.writerows(rows)
     with open(path, "a", newline="") as f:
-        writer = csv.writer(f)
-        if new:
-            writer.writerow(row)
-        writer.writerow([round(v, 4) if isinstance(v, float) else v for v in row.values()])
+        csv.DictWriter(f, header, restval="").writerow(
+            {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
 
 
 def log_line(prefix: str, row: dict) -> None:
