@@ -56,7 +56,8 @@ class CodecTrainConfig:
 
 _SMALL = CodecConfig(n_filters=16)
 PRESETS = {  # CPU presets are measured to fit a 2-core machine; "gpu" is the official EnCodec width
-    "cpu-seanet": CodecTrainConfig(codec=_SMALL, disc_filters=8, disc_ffts=(1024, 256), disc_items=4, val_every=500),
+    "cpu-seanet": CodecTrainConfig(codec=_SMALL, disc_filters=8, disc_ffts=(1024, 256), disc_items=4, w_chroma=40.0,
+                                   val_every=500),
     "cpu-istft": CodecTrainConfig(codec=dataclasses.replace(_SMALL, decoder="istft"), disc_filters=8,
                                   disc_ffts=(1024, 256), disc_items=4, val_every=500),
     "gpu": CodecTrainConfig(codec=CodecConfig(n_filters=32), batch_size=32, clips_per_batch=8, workers=12,
