@@ -57,22 +57,25 @@ def test_eval_cli_end_to_end(tmp_path, capsys):
     save_model(trainer.music_model(MusicLM(lm_cfg), codec, cfg), tmp_path / "tiny", dtype=torch.float32)
     out = tmp_path / "report"
     main(["eval", "--model", str(tmp_path / "tiny"), "--n", "3", "--dur", "1", "--melody", "--batch", "2",
-          "--out", str(out), "--precision", "fp32", "--precision", "int8"])
+          "--out", str(out), "--precision", "fp32", "--precision", "int8", "--cfg-coef", "3", "--cfg-coef", "1"])
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("style_accuracy=") and "chroma_with_melody=" in line and "real_time_factor=" in line
     summary = json.loads((out / "summary.json").read_text())
-    figures = summary["models"]["tiny"]["summary"]
+    figures = summary["models"]["tiny-cfg3"]["summary"]
     for key in ("style_accuracy", "family_accuracy", "frechet_distance", "chroma_with_melody",
                 "chroma_without_melody", "chroma_with_melody_hum", "clips_with_silence", "real_time_factor"):
         assert np.isfinite(figures[key]), key
     assert 0.0 <= figures["chroma_with_melody"] <= 1.0
-    clips = summary["models"]["tiny"]["clips"]
+    clips = summary["models"]["tiny-cfg3"]["clips"]
     assert [c["voice"] for c in clips] == ["hum", "whistle", "piano"] and len({c["seed"] for c in clips}) == 3
     assert {"style_accuracy", "frechet_distance"} <= set(summary["reference"])
-    int8 = summary["models"]["tiny-int8"]["summary"]  # the fast mode, on the same prompts and seeds
-    assert np.isfinite(int8["chroma_with_melody"]) and [c["seed"] for c in summary["models"]["tiny-int8"]["clips"]] \
-        == [c["seed"] for c in clips]
+    assert list(summary["models"]) == ["tiny-cfg3", "tiny-cfg1", "tiny-int8-cfg3", "tiny-int8-cfg1"]
+    assert summary["settings"]["cfg_coefs"] == "3, 1"
+    for name in ("tiny-cfg1", "tiny-int8-cfg3"):  # guidance off / the fast mode, on the same prompts and seeds
+        assert np.isfinite(summary["models"][name]["summary"]["chroma_with_melody"])
+        assert [c["seed"] for c in summary["models"][name]["clips"]] == [c["seed"] for c in clips]
     report = (out / "report.md").read_text()
-    assert "| figure | tiny | tiny-int8 | real clips |" in report and "| chroma_with_melody |" in report
-    for png in ("tiny_style_confusion.png", "tiny_tempo.png", "tiny_chroma.png"):
+    assert "| figure | tiny-cfg3 | tiny-cfg1 | tiny-int8-cfg3 | tiny-int8-cfg1 | real clips |" in report
+    assert "| chroma_with_melody |" in report
+    for png in ("tiny-cfg3_style_confusion.png", "tiny-cfg3_tempo.png", "tiny-cfg3_chroma.png"):
         assert (out / png).stat().st_size > 5000 and f"]({png})" in report

@@ -243,8 +243,10 @@ def _json(v):
 
 
 def run_eval(models: list[str], n: int, duration: float, melody: bool, out: Path, batch: int = 8,
-             seed: int = 0, precisions: tuple[str, ...] = ("fp32",)) -> str:
-    """Evaluate every model at every precision on the same items and seeds; write the report to `out`."""
+             seed: int = 0, precisions: tuple[str, ...] = ("fp32",), cfg_coefs: tuple[float | None, ...] = (None,)
+             ) -> str:
+    """Evaluate every model at every precision and CFG coefficient (None: the model's default) on the same items and
+    seeds; write the report to `out`."""
     from ..generate import MusicGen
 
     items = eval_items(n, duration, tunes_only=melody)
@@ -253,11 +255,15 @@ def run_eval(models: list[str], n: int, duration: float, melody: bool, out: Path
     for path in models:
         for precision in precisions:
             model = MusicGen.from_pretrained(path, precision=precision)
-            model.set_generation_params(duration=duration)
-            name = (Path(path).name or path) + ("" if precision == "fp32" else f"-{precision}")
-            results[name] = evaluate(model, items, reference, melody, batch, seed)
+            for coef in cfg_coefs:
+                model.set_generation_params(duration=duration, **({} if coef is None else {"cfg_coef": coef}))
+                name = ((Path(path).name or path) + ("" if precision == "fp32" else f"-{precision}")
+                        + ("" if coef is None else f"-cfg{coef:g}"))
+                results[name] = evaluate(model, items, reference, melody, batch, seed)
     settings = {"models": " vs ".join(models), "precisions": ", ".join(precisions), "n": n, "duration": duration,
                 "melody": melody, "seed": seed, "eval_seeds": f"{EVAL_SEED}+", "threads": torch.get_num_threads()}
+    if cfg_coefs != (None,):
+        settings["cfg_coefs"] = ", ".join("default" if c is None else f"{c:g}" for c in cfg_coefs)
     return write_report(results, reference, out, settings)
 
 
@@ -273,5 +279,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--precision", action="append", choices=PRECISIONS,
                    help="LM precision (repeat to compare, e.g. fp32 and int8); default fp32")
+    p.add_argument("--cfg-coef", action="append", type=float,
+                   help="classifier-free guidance coefficient (repeat to compare); default 3")
     p.set_defaults(func=lambda a: print(run_eval(a.model, a.n, a.dur, a.melody, Path(a.out), a.batch, a.seed,
-                                                 tuple(a.precision or ("fp32",)))))
+                                                 tuple(a.precision or ("fp32",)), tuple(a.cfg_coef or (None,)))))
