@@ -3,8 +3,9 @@ process and for torchrun/DDP on GPUs.
 
 Losses (EnCodec §3.4): multi-resolution mel + STFT reconstruction, time-domain L1, RVQ commitment (EMA codebooks with
 dead-code restarts live in the quantiser), chroma agreement (the melody conditioning's features) and, once
-reconstruction is stable, a multi-scale STFT discriminator with hinge and feature-matching losses. Checkpoints are written atomically to `run_dir/latest.pt` every few minutes; a
-run resumes from there, or warm-starts from shipped weights when its folder is gone.
+reconstruction is stable, a multi-scale STFT discriminator with hinge and feature-matching losses. Checkpoints are
+written atomically to `run_dir/latest.pt` every few minutes; a run resumes from there, or warm-starts from shipped
+weights when its folder is gone.
 """
 from __future__ import annotations
 
