@@ -122,8 +122,11 @@ def test_freeze_tokens_trains_only_the_decoder(tmp_path):
                               val_clips=2, val_duration=1.0, workers=0)
     trainer.train(cfg, tmp_path, max_steps=2)
     before = torch.load(tmp_path / "latest.pt", weights_only=True)["codec"]
-    trainer.train(dataclasses.replace(cfg, freeze_tokens=True), tmp_path, max_steps=5)  # validates at step 4 too
-    after = torch.load(tmp_path / "latest.pt", weights_only=True)["codec"]
+    # resumed for the decoder only, at a lower learning rate; validates at step 4 too
+    trainer.train(dataclasses.replace(cfg, freeze_tokens=True, lr=1e-4), tmp_path, max_steps=5)
+    state = torch.load(tmp_path / "latest.pt", weights_only=True)
+    assert {g["lr"] for opt in ("opt_g", "opt_d") for g in state[opt]["param_groups"]} == {1e-4}
+    after = state["codec"]
     frozen = [k for k in before if k.startswith(("encoder.", "quantizer."))]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # codebooks and their EMA stats too
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))

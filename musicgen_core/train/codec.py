@@ -200,6 +200,8 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
         disc.load_state_dict(state["disc"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
+        for group in opt_g.param_groups + opt_d.param_groups:  # the config's rate wins: a run can resume with less
+            group["lr"] = cfg.lr
         step, elapsed = state["step"], state["elapsed"]
         print(f"resumed from {ckpt} at step {step} ({elapsed / 60:.1f} min)", flush=True)
     elif warm_start is not None and warm_start.is_file():
@@ -285,10 +287,12 @@ def add_cli(subparsers) -> None:
                    help="shipped weights to start from when run-dir holds no checkpoint (if the file exists)")
     p.add_argument("--freeze-tokens", action="store_true",
                    help="train only the decoder: the tokens (encoder and codebooks) stay as they are")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's); applies on resume")
 
     def run(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
-        cfg = dataclasses.replace(PRESETS[args.preset], freeze_tokens=args.freeze_tokens)
+        cfg = dataclasses.replace(PRESETS[args.preset], freeze_tokens=args.freeze_tokens,
+                                  lr=args.lr or PRESETS[args.preset].lr)
         train(cfg, Path(args.run_dir), args.minutes, args.steps, args.device, Path(args.warm_start))
         if args.export:
             state = torch.load(Path(args.run_dir) / "latest.pt", map_location="cpu", weights_only=True)
