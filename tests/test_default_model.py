@@ -24,7 +24,7 @@ def test_codec_round_trip_keeps_the_harmony(model):
     """Soft chroma cosine (the codec trainer's held-out metric) over held-out clips; see MODEL_CARD.md."""
     clips = torch.stack([torch.from_numpy(make_example(seed, 4.0).audio) for seed in range(3000, 3004)])[:, None]
     metrics = evaluate(model.compression_model, clips)
-    assert metrics["chroma_cos"] > 0.7, metrics
+    assert metrics["chroma_cos"] > 0.8, metrics  # v2: 0.858 here, 0.86 on the trainer's 24 held-out clips
 
 
 def test_text_and_melody_make_audible_music(model):
