@@ -243,10 +243,9 @@ def _json(v):
 
 
 def run_eval(models: list[str], n: int, duration: float, melody: bool, out: Path, batch: int = 8,
-             seed: int = 0, precisions: tuple[str, ...] = ("fp32",), cfg_coefs: tuple[float | None, ...] = (None,)
-             ) -> str:
-    """Evaluate every model at every precision and CFG coefficient (None: the model's default) on the same items and
-    seeds; write the report to `out`."""
+             seed: int = 0, precisions: tuple[str, ...] = ("fp32",), cfg_coefs: tuple[float, ...] = ()) -> str:
+    """Evaluate every model at every precision and CFG coefficient (none given: the generation default, unnamed) on
+    the same items and seeds; write the report to `out`."""
     from ..generate import MusicGen
 
     items = eval_items(n, duration, tunes_only=melody)
@@ -255,15 +254,15 @@ def run_eval(models: list[str], n: int, duration: float, melody: bool, out: Path
     for path in models:
         for precision in precisions:
             model = MusicGen.from_pretrained(path, precision=precision)
-            for coef in cfg_coefs:
+            for coef in cfg_coefs or (None,):
                 model.set_generation_params(duration=duration, **({} if coef is None else {"cfg_coef": coef}))
                 name = ((Path(path).name or path) + ("" if precision == "fp32" else f"-{precision}")
-                        + ("" if coef is None else f"-cfg{coef:g}"))
+                        + (f"-cfg{coef:g}" if cfg_coefs else ""))
                 results[name] = evaluate(model, items, reference, melody, batch, seed)
     settings = {"models": " vs ".join(models), "precisions": ", ".join(precisions), "n": n, "duration": duration,
                 "melody": melody, "seed": seed, "eval_seeds": f"{EVAL_SEED}+", "threads": torch.get_num_threads()}
-    if cfg_coefs != (None,):
-        settings["cfg_coefs"] = ", ".join("default" if c is None else f"{c:g}" for c in cfg_coefs)
+    if cfg_coefs:
+        settings["cfg_coefs"] = ", ".join(f"{c:g}" for c in cfg_coefs)
     return write_report(results, reference, out, settings)
 
 
@@ -282,4 +281,4 @@ def add_cli(subparsers) -> None:
     p.add_argument("--cfg-coef", action="append", type=float,
                    help="classifier-free guidance coefficient (repeat to compare); default 3")
     p.set_defaults(func=lambda a: print(run_eval(a.model, a.n, a.dur, a.melody, Path(a.out), a.batch, a.seed,
-                                                 tuple(a.precision or ("fp32",)), tuple(a.cfg_coef or (None,)))))
+                                                 tuple(a.precision or ("fp32",)), tuple(a.cfg_coef or ()))))
