@@ -66,6 +66,7 @@ class LMConfig:
     chroma: bool = False  # melody model: a chroma prefix of `chroma_length` frames precedes the text
     n_chroma: int = 12
     chroma_length: int = 235
+    tempo: bool = False  # our default: the stated BPM number, embedded and added to every audio-token embedding
     mask_text_padding: bool = True  # transformers masks padded text keys; audiocraft does not (DESIGN §4)
     max_period: float = 10000.0
     pattern: str = "delay"

@@ -7,6 +7,7 @@ are forced to the special token. Durations above `max_duration` use audiocraft's
 """
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -16,6 +17,7 @@ import torch
 from .audio import convert_audio
 from .codec import Codec, StreamingDecoder
 from .conditioning.chroma import ChromaExtractor, null_chroma
+from .conditioning.tempo import bpm_tensor
 from .conditioning.text import TextEncoder
 from .configs import MusicGenConfig
 from .lm.model import Context, MusicLM
@@ -260,11 +262,13 @@ class MusicGen:
         B = len(descriptions)
         text, mask = self.text_encoder(list(descriptions))
         chroma = self._chroma(melodies, B, window_start) if self.chroma is not None else None
-        if cfg:  # second half of the batch = null condition: zero text, one-hot-C chroma
+        bpm = bpm_tensor(descriptions)
+        if cfg:  # second half of the batch = null condition: zero text, one-hot-C chroma, unknown tempo
             text, mask = torch.cat([text, torch.zeros_like(text)]), torch.cat([mask, torch.zeros_like(mask)])
+            bpm = torch.cat([bpm, torch.full_like(bpm, math.nan)])
             if chroma is not None:
                 chroma = torch.cat([chroma, null_chroma(B, chroma.shape[1], chroma.device)])
-        return self.lm.condition(text.to(self.device), mask.to(self.device), chroma)
+        return self.lm.condition(text.to(self.device), mask.to(self.device), chroma, bpm)
 
     def _windows(self, total: int, prompt_len: int) -> list[tuple[int, int, int]]:
         """audiocraft's long-form plan: (frame offset, frames incl. prompt, prompt frames) per window."""

@@ -1,9 +1,13 @@
 """LM equivalences: cached step-by-step decode == full forward; CFG at coefficient 1 == conditional logits."""
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import pytest
 import torch
 
+from musicgen_core.conditioning.tempo import N_FREQS, parse_bpm, tempo_features
 from musicgen_core.configs import LMConfig
 from musicgen_core.lm.model import MusicLM
 from musicgen_core.lm.transformer import BLOCK, Linear, block_wide_inputs, linear, sinusoidal_embedding
@@ -12,7 +16,10 @@ from musicgen_core.lm.transformer import BLOCK, Linear, block_wide_inputs, linea
 def tiny_lm(**kw) -> MusicLM:
     torch.manual_seed(0)
     cfg = LMConfig(dim=64, num_heads=4, num_layers=2, ffn_dim=128, card=32, cond_dim=24, **kw)
-    return MusicLM(cfg).eval()
+    lm = MusicLM(cfg).eval()
+    if cfg.tempo:  # as after training: the zero init would make the tempo invisible
+        torch.nn.init.normal_(lm.tempo_proj.weight)
+    return lm
 
 
 def conditioning(lm: MusicLM, B: int = 2, L: int = 5):
@@ -20,13 +27,16 @@ def conditioning(lm: MusicLM, B: int = 2, L: int = 5):
     mask = torch.ones(B, L, dtype=torch.long)
     mask[1, 3:] = 0  # a shorter second prompt
     chroma = torch.nn.functional.one_hot(torch.randint(0, 12, (B, 9)), 12).float() if lm.cfg.chroma else None
-    return lm.condition(text, mask, chroma)
+    return lm.condition(text, mask, chroma, torch.tensor([96.0, math.nan])[:B])
 
 
-@pytest.mark.parametrize("kind", ["cross", "cross_unmasked", "melody"])
+MELODY = {"cross_attention": False, "chroma": True, "chroma_length": 20}
+
+
+@pytest.mark.parametrize("kind", ["cross", "cross_unmasked", "melody", "melody_tempo"])
 def test_cached_decode_equals_full_forward(kind):
-    kw = {"cross": {}, "cross_unmasked": {"mask_text_padding": False},
-          "melody": {"cross_attention": False, "chroma": True, "chroma_length": 20}}[kind]
+    kw = {"cross": {}, "cross_unmasked": {"mask_text_padding": False}, "melody": MELODY,
+          "melody_tempo": {**MELODY, "tempo": True}}[kind]
     lm = tiny_lm(**kw)
     ctx = conditioning(lm)
     seq = torch.randint(0, lm.cfg.card + 1, (2, lm.cfg.n_q, 12))
@@ -38,10 +48,10 @@ def test_cached_decode_equals_full_forward(kind):
     torch.testing.assert_close(torch.cat(steps, dim=2), full, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["cross", "melody"])
+@pytest.mark.parametrize("kind", ["cross", "melody", "melody_tempo"])
 def test_static_step_equals_full_forward(kind):
     """The graph-capturable step (whole oversized cache + mask, position as a tensor) after a prefill."""
-    kw = {"cross": {}, "melody": {"cross_attention": False, "chroma": True, "chroma_length": 20}}[kind]
+    kw = {"cross": {}, "melody": MELODY, "melody_tempo": {**MELODY, "tempo": True}}[kind]
     lm = tiny_lm(**kw)
     ctx = conditioning(lm)
     seq = torch.randint(0, lm.cfg.card + 1, (2, lm.cfg.n_q, 12))
@@ -82,7 +92,7 @@ def test_cache_is_preallocated_and_written_in_place():
 @pytest.mark.parametrize("melody", [False, True])
 def test_cfg_coef_one_equals_conditional(melody):
     """The batch-2 CFG forward keeps rows independent: coef 1 gives the conditional logits."""
-    kw = {"cross_attention": False, "chroma": True, "chroma_length": 20} if melody else {}
+    kw = MELODY if melody else {}
     lm = tiny_lm(**kw)
     B, L = 2, 5
     text, mask = torch.randn(B, L, lm.cfg.cond_dim), torch.ones(B, L, dtype=torch.long)
@@ -95,6 +105,44 @@ def test_cfg_coef_one_equals_conditional(melody):
         c, u = lm(torch.cat([seq, seq]), both_ctx).chunk(2)
     torch.testing.assert_close(u + (c - u) * 1.0, cond, atol=1e-5, rtol=0)
     assert not torch.allclose(u, c)
+
+
+def test_tempo_conditioning():
+    """A stated BPM changes the logits; an unknown one (NaN) equals no tempo at all and equals the same weights
+    without a tempo projection, and so does a fresh (zero) projection, so warm starts begin unchanged."""
+    lm = tiny_lm(**MELODY, tempo=True)
+    plain = MusicLM(dataclasses.replace(lm.cfg, tempo=False)).eval()
+    plain.load_state_dict({k: v for k, v in lm.state_dict().items() if k != "tempo_proj.weight"})
+    B, L = 3, 5
+    text, mask = torch.randn(B, L, lm.cfg.cond_dim), torch.ones(B, L, dtype=torch.long)
+    chroma = torch.nn.functional.one_hot(torch.randint(0, 12, (B, 9)), 12).float()
+    seq = torch.randint(0, lm.cfg.card + 1, (B, lm.cfg.n_q, 6))
+    with torch.no_grad():
+        def logits(model, bpm=None):
+            return model(seq, model.condition(text, mask, chroma, bpm))
+
+        base = logits(plain)
+        torch.testing.assert_close(logits(lm, torch.full((B,), math.nan)), base, atol=0, rtol=0)
+        torch.testing.assert_close(logits(lm), base, atol=0, rtol=0)
+        stated = logits(lm, torch.tensor([96.0, 100.0, math.nan]))
+        assert not torch.allclose(stated[0], base[0]) and not torch.allclose(stated[0], stated[1])
+        torch.testing.assert_close(stated[2], base[2], atol=1e-6, rtol=0)
+        lm.reset_parameters()
+        plain.load_state_dict({k: v for k, v in lm.state_dict().items() if k != "tempo_proj.weight"})
+        torch.testing.assert_close(logits(lm, torch.tensor([96.0, 100.0, 60.0])), logits(plain), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("text, bpm", [("folk at 96 BPM.", 96.0), ("Tempo: 72 bpm", 72.0), ("120bpm techno", 120.0),
+                                       ("a 96.5 BPM groove", 96.5), ("3 bpm", None), ("1200 BPM", None),
+                                       ("a slow ballad", None), (None, None), ("a 2x120 bpms", None)])
+def test_parse_bpm(text, bpm):
+    assert parse_bpm(text) == bpm
+
+
+def test_tempo_features_are_zero_for_unknown_tempo():
+    f = tempo_features(torch.tensor([120.0, math.nan, 60.0]))
+    assert f.shape == (3, 2 * N_FREQS) and f[1].abs().max() == 0
+    assert f[0].norm() == pytest.approx(N_FREQS ** 0.5) and not torch.allclose(f[0], f[2])
 
 
 def test_null_text_gives_zero_cross_attention():

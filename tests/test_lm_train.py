@@ -14,7 +14,7 @@ from musicgen_core.train.codec import export_codec
 from musicgen_core.train.tokens import load_shards, write_shards
 
 TINY_LM = LMConfig(dim=32, num_heads=2, num_layers=1, ffn_dim=64, card=64, cond_dim=384, cross_attention=False,
-                   chroma=True, chroma_length=8)
+                   chroma=True, chroma_length=8, tempo=True)
 CFG = dataclasses.replace(trainer.LMTrainConfig(lm=TINY_LM), batch_size=4, warmup=2, total_steps=50, lr=3e-3,
                           log_every=1, val_every=1000, sample_every=40, max_duration=1.0)
 
@@ -79,3 +79,20 @@ def test_run_learns_resumes_samples_and_ships(shards, tmp_path):
     model.set_generation_params(duration=0.5)
     wav = model.generate_with_chroma(["folk"], [torch.randn(1, 16000) * 0.1], 32000, seed=0)
     assert wav.shape == (1, 1, 25 * 640) and torch.isfinite(wav).all()
+    tempo = model._context(["folk at 96 BPM", "folk"], None, None, cfg=True).tempo[:, 0]  # [2B, D]
+    assert tempo[0].abs().sum() > 0 and tempo[1:].abs().sum() == 0  # the null half and "folk" state no tempo
+
+
+def test_new_run_starts_from_another_runs_weights(shards, tmp_path):
+    """`--init`: a tempo run warm-started from a run without tempo begins as that run's EMA (one Adam step away,
+    at most about the learning rate per weight), the new projection from zero, which it then learns."""
+    plain = dataclasses.replace(CFG, lm=dataclasses.replace(TINY_LM, tempo=False))
+    trainer.train(plain, shards / "train", shards / "valid", tmp_path / "plain", max_steps=2)
+    ema = torch.load(tmp_path / "plain" / "latest.pt", weights_only=True)["ema"]
+    trainer.train(CFG, shards / "train", shards / "valid", tmp_path / "tempo", max_steps=1,
+                  init=tmp_path / "plain" / "latest.pt")
+    lm = torch.load(tmp_path / "tempo" / "latest.pt", weights_only=True)["lm"]
+    step = 1.5 * trainer.lr_at(0, CFG)  # Adam's first update is lr * sign(grad), plus a little weight decay
+    assert set(lm) == set(ema) | {"tempo_proj.weight"}
+    assert max((lm[k] - v).abs().max() for k, v in ema.items()) < step
+    assert 0 < lm["tempo_proj.weight"].abs().max() < step

@@ -1,7 +1,8 @@
 """MusicLM: K summed codebook embeddings -> transformer -> K output heads (MusicGen §2.2-2.3).
 
 Conditioning enters either through cross-attention (text models) or as a prefix prepended to the token embeddings
-(melody models: `[chroma | text | audio]`, MusicGen §3.2). `condition()` turns encoder outputs into a `Context` once
+(melody models: `[chroma | text | audio]`, MusicGen §3.2); models with `tempo` also add an embedding of the stated
+BPM to every audio-token embedding (conditioning/tempo.py). `condition()` turns encoder outputs into a `Context` once
 per request; `forward()` then runs a full sequence (training, prefill) or one cached step (decoding).
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 
 from ..configs import LMConfig
 from ..conditioning.chroma import fit_chroma_length
+from ..conditioning.tempo import N_FREQS, tempo_features
 from .transformer import Block, KVCache, attention_dtype, linear, sinusoidal_embedding
 
 
@@ -25,6 +27,7 @@ class Context:
     cross_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     cross_mask: torch.Tensor | None = None  # [B, 1, 1, L] bool, True = attend
     prefix: torch.Tensor | None = None  # [B, P, D]
+    tempo: torch.Tensor | None = None  # [B, 1, D], added to the audio-token embeddings
 
     @property
     def prefix_len(self) -> int:
@@ -40,6 +43,8 @@ class MusicLM(nn.Module):
         self.text_proj = nn.Linear(cfg.cond_dim, D) if cfg.cond_dim != D else nn.Identity()
         if cfg.chroma:
             self.chroma_proj = nn.Linear(cfg.n_chroma, D) if cfg.n_chroma != D else nn.Identity()
+        if cfg.tempo:
+            self.tempo_proj = nn.Linear(2 * N_FREQS, D, bias=False)
         self.layers = nn.ModuleList(Block(D, cfg.num_heads, cfg.ffn_dim, cfg.cross_attention)
                                     for _ in range(cfg.num_layers))
         self.out_norm = nn.LayerNorm(D)
@@ -62,20 +67,28 @@ class MusicLM(nn.Module):
             if isinstance(m, nn.Linear):
                 init(m.weight, 1 / math.sqrt(m.in_features))
                 nn.init.zeros_(m.bias)
+        if self.cfg.tempo:  # zero: a model warm-started from one without tempo starts out identical to it
+            nn.init.zeros_(self.tempo_proj.weight)
 
-    def condition(self, text: torch.Tensor, text_mask: torch.Tensor, chroma: torch.Tensor | None = None) -> Context:
-        """text [B, L, cond_dim] and its mask [B, L] (0 = padding or null); chroma [B, F, 12] one-hot (melody)."""
+    def condition(self, text: torch.Tensor, text_mask: torch.Tensor, chroma: torch.Tensor | None = None,
+                  bpm: torch.Tensor | None = None) -> Context:
+        """text [B, L, cond_dim] and its mask [B, L] (0 = padding or null); chroma [B, F, 12] one-hot (melody);
+        bpm [B] (NaN or None = unknown; tempo models)."""
         text = text.to(self.emb.dtype)  # encoders run in float32; a bf16 LM takes bf16 inputs
         text = self.text_proj(text) * text_mask[..., None].to(text.dtype)  # padding and null rows -> exact zeros
+        tempo = None
+        if self.cfg.tempo and bpm is not None:
+            tempo = self.tempo_proj(tempo_features(bpm.to(text.device)).to(text.dtype))[:, None]  # [B, 1, D]
         if self.cfg.chroma:
             chroma = fit_chroma_length(chroma, self.cfg.chroma_length)
-            return Context(prefix=torch.cat([self.chroma_proj(chroma.to(text.dtype)), text], dim=1))
+            return Context(prefix=torch.cat([self.chroma_proj(chroma.to(text.dtype)), text], dim=1), tempo=tempo)
         mask = None
         if self.cfg.mask_text_padding:
             keep = text_mask.bool()
             keep = keep | ~keep.any(dim=-1, keepdim=True)  # null rows have zero K/V: attending to all gives 0
             mask = keep[:, None, None, :]
-        return Context(cross_kv=[layer.cross_attn.project_kv(text) for layer in self.layers], cross_mask=mask)
+        return Context(cross_kv=[layer.cross_attn.project_kv(text) for layer in self.layers], cross_mask=mask,
+                       tempo=tempo)
 
     def new_cache(self, batch: int, length: int, device=None, dtype=None) -> KVCache:
         """Preallocated self-attention cache for `length` positions (prefix included)."""
@@ -84,10 +97,12 @@ class MusicLM(nn.Module):
         kw = dict(device=device, dtype=dtype or attention_dtype(self.emb.dtype, device))
         return [(torch.zeros(shape, **kw), torch.zeros(shape, **kw)) for _ in self.layers]
 
-    def embed(self, seq: torch.Tensor) -> torch.Tensor:
+    def embed(self, seq: torch.Tensor, ctx: Context) -> torch.Tensor:
+        """Summed codebook embeddings of seq [B, K, S] (plus the tempo embedding) -> [B, S, D]."""
         K, rows, D = self.emb.shape
         offsets = torch.arange(K, device=seq.device)[None, :, None] * rows
-        return F.embedding(seq + offsets, self.emb.view(K * rows, D)).sum(dim=1)  # [B, S, D]
+        x = F.embedding(seq + offsets, self.emb.view(K * rows, D)).sum(dim=1)  # [B, S, D]
+        return x if ctx.tempo is None else x + ctx.tempo.to(x.dtype)
 
     def forward(self, seq: torch.Tensor, ctx: Context, cache: KVCache | None = None, start: int = 0) -> torch.Tensor:
         """seq [B, K, S] token ids (special = card) -> logits [B, K, S, card] (float32).
@@ -96,7 +111,7 @@ class MusicLM(nn.Module):
         positions 0..P-1, so sequence step s sits at position P + s.
         """
         S = seq.shape[-1]
-        x = self.embed(seq)
+        x = self.embed(seq, ctx)
         P = ctx.prefix_len
         if P and start == 0:
             x = torch.cat([ctx.prefix.to(x.dtype), x], dim=1)
@@ -112,7 +127,7 @@ class MusicLM(nn.Module):
         """One decoding step with static shapes (gpt-fast style, for torch.compile / CUDA graphs): seq [B, K, 1] at
         cache position `pos` ([1] long tensor, prefix included; positions after it are masked) -> logits
         [B, K, card] (float32). Equals `forward(seq, ctx, cache, start=pos - prefix_len)` after a prefill."""
-        x = self.embed(seq)
+        x = self.embed(seq, ctx)
         x = x + sinusoidal_embedding(pos, self.cfg.dim, self.cfg.max_period).to(x.dtype)
         for i, layer in enumerate(self.layers):
             kv = None if ctx.cross_kv is None else ctx.cross_kv[i]

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..conditioning.chroma import null_chroma
+from ..conditioning.tempo import bpm_tensor
 from ..conditioning.text import TextEncoder, load_text_encoder
 from ..configs import LMConfig, MusicGenConfig, TextConfig
 from ..lm.model import MusicLM
@@ -32,7 +33,7 @@ from .tokens import load_shards
 class LMTrainConfig:
     lm: LMConfig = field(default_factory=lambda: LMConfig(dim=256, num_heads=8, num_layers=4, ffn_dim=1024,
                                                           cond_dim=384, cross_attention=False, chroma=True,
-                                                          chroma_length=79))
+                                                          chroma_length=79, tempo=True))
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.1
@@ -55,7 +56,7 @@ class LMTrainConfig:
 PRESETS = {
     "cpu": LMTrainConfig(),
     "gpu": LMTrainConfig(lm=LMConfig(dim=512, num_heads=8, num_layers=8, ffn_dim=2048, cond_dim=384,
-                                     cross_attention=False, chroma=True, chroma_length=79), batch_size=64,
+                                     cross_attention=False, chroma=True, chroma_length=79, tempo=True), batch_size=64,
                          lr=6e-4, total_steps=60_000),
 }
 
@@ -99,7 +100,7 @@ def lm_loss(lm: MusicLM, pattern, text_encoder: TextEncoder, codes, texts, chrom
     device = lm.emb.device
     seq, _ = pattern.build(codes.to(device), lm.cfg.special_token, keep_only_valid_steps=True)  # [B, K, S]
     text, mask = text_encoder(texts)
-    ctx = lm.condition(text.to(device), mask.to(device), chroma.to(device))
+    ctx = lm.condition(text.to(device), mask.to(device), chroma.to(device), bpm_tensor(texts))
     logits = (forward or lm)(seq, ctx)  # [B, K, S, card]
     logits, valid = pattern.revert_logits(logits, keep_only_valid_steps=True)  # [B, K, T, card], [K, T]
     losses = []
@@ -171,9 +172,11 @@ def _train_config(d: dict) -> LMTrainConfig:
 
 
 def train(cfg: LMTrainConfig, tokens: Path, valid_tokens: Path, run_dir: Path, max_minutes: float | None = None,
-          max_steps: int | None = None, device: str | None = None, codec_path: str | None = None) -> dict:
+          max_steps: int | None = None, device: str | None = None, codec_path: str | None = None,
+          init: Path | None = None) -> dict:
     """Train (or resume from run_dir/latest.pt) on the token shards in `tokens`; validate on `valid_tokens`; with
-    `codec_path`, write audio samples every `sample_every` steps."""
+    `codec_path`, write audio samples every `sample_every` steps. A new run starts from `init` (another run's
+    checkpoint, its EMA weights) if given: parameters that run lacks (e.g. the tempo projection) keep their init."""
     rt = runtime.setup(device, cfg.cpu_bf16)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -195,6 +198,13 @@ def train(cfg: LMTrainConfig, tokens: Path, valid_tokens: Path, run_dir: Path, m
         opt.load_state_dict(state["opt"])
         step, elapsed = state["step"], state["elapsed"]
         print(f"resumed from {ckpt} at step {step} ({elapsed / 60:.1f} min)", flush=True)
+    elif init is not None:
+        weights = torch.load(init, map_location=rt.device, weights_only=True)["ema"]
+        missing, unexpected = lm.load_state_dict(weights, strict=False)
+        if unexpected:
+            raise ValueError(f"{init} has weights this model lacks: {unexpected}")
+        ema.load_state_dict(lm.state_dict())
+        print(f"initialised from {init}; new: {missing}", flush=True)
     model = rt.wrap(lm)
     if codec_path:
         from .tokens import load_codec
@@ -262,6 +272,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--total-steps", type=int, default=None,
                    help="length of the cosine schedule (default: the preset's); fit it to the compute you have")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default: the preset's)")
+    p.add_argument("--init", default=None, help="start a new run from another run's checkpoint (its EMA weights)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default=None)
     p.add_argument("--codec", default=None, help="codec (exported folder or latest.pt) for periodic audio samples")
@@ -269,10 +282,9 @@ def add_cli(subparsers) -> None:
     def run(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
         cfg = PRESETS[args.preset]
-        if args.total_steps:
-            cfg = dataclasses.replace(cfg, total_steps=args.total_steps)
-        train(cfg, Path(args.tokens), Path(args.valid_tokens), Path(args.run_dir), args.minutes,
-              args.steps, args.device, args.codec)
+        overrides = {k: getattr(args, k) for k in ("total_steps", "lr", "warmup") if getattr(args, k) is not None}
+        train(dataclasses.replace(cfg, **overrides), Path(args.tokens), Path(args.valid_tokens), Path(args.run_dir),
+              args.minutes, args.steps, args.device, args.codec, args.init and Path(args.init))
 
     p.set_defaults(func=run)
 
