@@ -11,7 +11,7 @@ from musicgen_core.codec import Codec
 from musicgen_core.configs import CodecConfig, LMConfig
 from musicgen_core.train import lm as trainer
 from musicgen_core.train.codec import export_codec
-from musicgen_core.train.tokens import load_shards, write_shards
+from musicgen_core.train.tokens import load_codec, load_shards, write_shards
 
 TINY_LM = LMConfig(dim=32, num_heads=2, num_layers=1, ffn_dim=64, card=64, cond_dim=384, cross_attention=False,
                    chroma=True, chroma_length=8, tempo=True)
@@ -76,6 +76,8 @@ def test_run_learns_resumes_samples_and_ships(shards, tmp_path):
     folder = trainer.export_default(str(shards / "codec"), run / "latest.pt", tmp_path / "default")
     model = MusicGen.from_pretrained(folder, device="cpu")
     assert model.config.text.kind == "sentence" and model.max_duration == 1.0
+    shipped = model.compression_model.state_dict()  # a model folder also serves as the codec of a new export
+    assert all(torch.equal(v, shipped[k]) for k, v in load_codec(folder).state_dict().items())
     model.set_generation_params(duration=0.5)
     wav = model.generate_with_chroma(["folk"], [torch.randn(1, 16000) * 0.1], 32000, seed=0)
     assert wav.shape == (1, 1, 25 * 640) and torch.isfinite(wav).all()

@@ -21,7 +21,8 @@ from .runtime import atomic_save
 
 
 def load_codec(path: str | Path) -> Codec:
-    """Inference codec from an exported folder (codec.safetensors + codec_config.json) or a run's latest.pt."""
+    """Inference codec from an exported codec folder (codec.safetensors + codec_config.json), a model folder in our
+    format (its codec; config.json) or a codec run's latest.pt."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -31,7 +32,9 @@ def load_codec(path: str | Path) -> Codec:
         codec = Codec(cfg)
         codec.load_state_dict(state["codec"])
         return codec.remove_weight_norm().eval()
-    cfg = CodecConfig.from_dict(json.loads((path / "codec_config.json").read_text()))
+    own = path / "codec_config.json"
+    cfg = CodecConfig.from_dict(json.loads(own.read_text()) if own.is_file() else
+                                json.loads((path / "config.json").read_text())["config"]["codec"])
     codec = Codec(cfg).remove_weight_norm()
     codec.load_state_dict({k: v.float() for k, v in load_file(str(path / "codec.safetensors")).items()}, strict=False)
     return codec.eval()
