@@ -66,7 +66,8 @@ class LMConfig:
     chroma: bool = False  # melody model: a chroma prefix of `chroma_length` frames precedes the text
     n_chroma: int = 12
     chroma_length: int = 235
-    tempo: bool = False  # our default: the stated BPM number, embedded and added to every audio-token embedding
+    tempo: bool = False  # our default: a beat grid of the stated BPM is added to the audio-token embeddings
+    frame_rate: int = 50  # codec frames per second: the time axis of the tempo grid
     mask_text_padding: bool = True  # transformers masks padded text keys; audiocraft does not (DESIGN §4)
     max_period: float = 10000.0
     pattern: str = "delay"

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from musicgen_core.conditioning.tempo import N_FREQS, parse_bpm, tempo_features
+from musicgen_core.conditioning.tempo import BEAT_RATES, N_FEATURES, N_FREQS, parse_bpm, tempo_features
 from musicgen_core.configs import LMConfig
 from musicgen_core.lm.model import MusicLM
 from musicgen_core.lm.transformer import BLOCK, Linear, block_wide_inputs, linear, sinusoidal_embedding
@@ -139,10 +139,19 @@ def test_parse_bpm(text, bpm):
     assert parse_bpm(text) == bpm
 
 
-def test_tempo_features_are_zero_for_unknown_tempo():
-    f = tempo_features(torch.tensor([120.0, math.nan, 60.0]))
-    assert f.shape == (3, 2 * N_FREQS) and f[1].abs().max() == 0
-    assert f[0].norm() == pytest.approx(N_FREQS ** 0.5) and not torch.allclose(f[0], f[2])
+def test_tempo_features():
+    """Zero for an unknown tempo; the rate part is constant over steps, the grid repeats every beat (a 4-beat bar
+    for the slowest rate): at 120 BPM and 50 frames/s, every 25 steps."""
+    steps = torch.arange(0, 200)
+    f = tempo_features(torch.tensor([120.0, math.nan, 60.0]), steps, 50)
+    assert f.shape == (3, 200, N_FEATURES) and f[1].abs().max() == 0
+    rate, grid = f[..., :2 * N_FREQS], f[..., 2 * N_FREQS:].unflatten(-1, (2, len(BEAT_RATES)))  # [B, S, cos|sin, R]
+    assert torch.equal(rate[0], rate[0, :1].expand(200, -1)) and not torch.allclose(rate[0], rate[2])
+    per_beat = torch.tensor(BEAT_RATES) >= 1  # rates with whole cycles in a beat
+    torch.testing.assert_close(grid[0, 100:200], grid[0, :100], atol=1e-4, rtol=0)  # 120 BPM: 4 beats = 100 steps
+    torch.testing.assert_close(grid[0, 25:125, :, per_beat], grid[0, :100, :, per_beat], atol=1e-4, rtol=0)
+    assert not torch.allclose(grid[0, 25:125, :, ~per_beat], grid[0, :100, :, ~per_beat], atol=1e-2)
+    torch.testing.assert_close(grid[2, 50:150, :, per_beat], grid[2, :100, :, per_beat], atol=1e-4, rtol=0)  # 60
 
 
 def test_null_text_gives_zero_cross_attention():

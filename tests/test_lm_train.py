@@ -81,8 +81,9 @@ def test_run_learns_resumes_samples_and_ships(shards, tmp_path):
     model.set_generation_params(duration=0.5)
     wav = model.generate_with_chroma(["folk"], [torch.randn(1, 16000) * 0.1], 32000, seed=0)
     assert wav.shape == (1, 1, 25 * 640) and torch.isfinite(wav).all()
-    tempo = model._context(["folk at 96 BPM", "folk"], None, None, cfg=True).tempo[:, 0]  # [2B, D]
-    assert tempo[0].abs().sum() > 0 and tempo[1:].abs().sum() == 0  # the null half and "folk" state no tempo
+    bpm = model._context(["folk at 96 BPM", "folk"], None, None, cfg=True).bpm  # [2B]
+    assert bpm[0] == 96 and bpm[1:].isnan().all()  # "folk" and the null half state no tempo
+    assert model.generate(["folk at 96 BPM"], seed=0).shape == (1, 1, 25 * 640)
 
 
 def test_new_run_starts_from_another_runs_weights(shards, tmp_path):

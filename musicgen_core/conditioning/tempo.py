@@ -1,9 +1,12 @@
-"""Tempo conditioning: the BPM number a description states, as Fourier features of its log.
+"""Tempo conditioning: the BPM number a description states, as a beat grid over the audio frames.
 
 A sentence encoder hardly tells "72 BPM" from "124 BPM" apart, so models with `LMConfig.tempo` also get the number
 itself: `parse_bpm` reads it from the text (the same function at training and generation time, so a description
-without a number, or one whose number was dropped, is "tempo unknown" in both), `tempo_features` embeds it. The LM adds
-a projection of the features to every audio-token embedding (audiocraft's "sum" fuser).
+without a number, or one whose number was dropped, is "tempo unknown" in both). `tempo_features` turns it into, per
+frame, Fourier features of log-tempo plus the phase of a grid ticking at 1/4 to 4 cycles per beat from the window's
+start; the LM adds a projection of them to the audio-token embedding of each step (audiocraft's "sum" fuser, time
+aligned). The grid's phase is arbitrary (clips start anywhere in a bar), but frames a beat apart share it, which one
+attention head can match: the model learns to repeat its beats at the stated period.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import torch
 
 BPM_RANGE = (30.0, 300.0)  # numbers outside it are not read as tempi
 N_FREQS = 12  # frequencies from 1/4 to 16 cycles per octave of tempo: resolves ~2 % steps
+BEAT_RATES = (0.25, 0.5, 1.0, 2.0, 4.0)  # grid cycles per beat: 4-beat bars, half notes, beats, 8ths, 16ths
+N_FEATURES = 2 * (N_FREQS + len(BEAT_RATES))
 _BPM = re.compile(r"(?<![\d.])(\d{2,3}(?:\.\d+)?)\s*bpm\b", re.IGNORECASE)
 
 
@@ -30,10 +35,14 @@ def bpm_tensor(descriptions, device=None) -> torch.Tensor:
                         dtype=torch.float32, device=device)
 
 
-def tempo_features(bpm: torch.Tensor) -> torch.Tensor:
-    """bpm [B] (NaN = unknown) -> [B, 2 * N_FREQS] cos/sin of log2(bpm) at several frequencies; zeros if unknown."""
+def tempo_features(bpm: torch.Tensor, steps: torch.Tensor, frame_rate: float) -> torch.Tensor:
+    """bpm [B] (NaN = unknown), sequence steps [S] -> [B, S, N_FEATURES]: cos/sin of log2(bpm) at several
+    frequencies, then cos/sin of the beat grid's phase at each step; all zero where the tempo is unknown."""
     known = ~bpm.isnan()
-    octaves = torch.log2(torch.where(known, bpm, 120.0) / 120.0)  # [B]
+    bpm = torch.where(known, bpm, 120.0)
     freqs = 2 * math.pi * torch.logspace(-2, 4, N_FREQS, base=2.0, device=bpm.device)  # [F]
-    args = octaves[:, None] * freqs[None]  # [B, F]
-    return torch.cat([args.cos(), args.sin()], dim=-1) * known[:, None]
+    rate = torch.log2(bpm / 120.0)[:, None] * freqs  # [B, F]
+    rate = torch.cat([rate.cos(), rate.sin()], dim=-1)[:, None].expand(-1, len(steps), -1)  # [B, S, 2F]
+    beats = bpm[:, None] / 60.0 * steps.to(bpm.device, torch.float32)[None] / frame_rate  # [B, S] beats so far
+    grid = 2 * math.pi * beats[..., None] * torch.tensor(BEAT_RATES, device=bpm.device)  # [B, S, R]
+    return torch.cat([rate, grid.cos(), grid.sin()], dim=-1) * known[:, None, None]

@@ -1,8 +1,8 @@
 """MusicLM: K summed codebook embeddings -> transformer -> K output heads (MusicGen §2.2-2.3).
 
 Conditioning enters either through cross-attention (text models) or as a prefix prepended to the token embeddings
-(melody models: `[chroma | text | audio]`, MusicGen §3.2); models with `tempo` also add an embedding of the stated
-BPM to every audio-token embedding (conditioning/tempo.py). `condition()` turns encoder outputs into a `Context` once
+(melody models: `[chroma | text | audio]`, MusicGen §3.2); models with `tempo` also add a beat grid of the stated
+BPM to the audio-token embeddings (conditioning/tempo.py). `condition()` turns encoder outputs into a `Context` once
 per request; `forward()` then runs a full sequence (training, prefill) or one cached step (decoding).
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch import nn
 
 from ..configs import LMConfig
 from ..conditioning.chroma import fit_chroma_length
-from ..conditioning.tempo import N_FREQS, tempo_features
+from ..conditioning.tempo import N_FEATURES, tempo_features
 from .transformer import Block, KVCache, attention_dtype, linear, sinusoidal_embedding
 
 
@@ -27,7 +27,7 @@ class Context:
     cross_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     cross_mask: torch.Tensor | None = None  # [B, 1, 1, L] bool, True = attend
     prefix: torch.Tensor | None = None  # [B, P, D]
-    tempo: torch.Tensor | None = None  # [B, 1, D], added to the audio-token embeddings
+    bpm: torch.Tensor | None = None  # [B] stated tempo (NaN = unknown), for models with a tempo grid
 
     @property
     def prefix_len(self) -> int:
@@ -44,7 +44,7 @@ class MusicLM(nn.Module):
         if cfg.chroma:
             self.chroma_proj = nn.Linear(cfg.n_chroma, D) if cfg.n_chroma != D else nn.Identity()
         if cfg.tempo:
-            self.tempo_proj = nn.Linear(2 * N_FREQS, D, bias=False)
+            self.tempo_proj = nn.Linear(N_FEATURES, D, bias=False)
         self.layers = nn.ModuleList(Block(D, cfg.num_heads, cfg.ffn_dim, cfg.cross_attention)
                                     for _ in range(cfg.num_layers))
         self.out_norm = nn.LayerNorm(D)
@@ -76,19 +76,17 @@ class MusicLM(nn.Module):
         bpm [B] (NaN or None = unknown; tempo models)."""
         text = text.to(self.emb.dtype)  # encoders run in float32; a bf16 LM takes bf16 inputs
         text = self.text_proj(text) * text_mask[..., None].to(text.dtype)  # padding and null rows -> exact zeros
-        tempo = None
-        if self.cfg.tempo and bpm is not None:
-            tempo = self.tempo_proj(tempo_features(bpm.to(text.device)).to(text.dtype))[:, None]  # [B, 1, D]
+        bpm = bpm.to(text.device) if self.cfg.tempo and bpm is not None else None
         if self.cfg.chroma:
             chroma = fit_chroma_length(chroma, self.cfg.chroma_length)
-            return Context(prefix=torch.cat([self.chroma_proj(chroma.to(text.dtype)), text], dim=1), tempo=tempo)
+            return Context(prefix=torch.cat([self.chroma_proj(chroma.to(text.dtype)), text], dim=1), bpm=bpm)
         mask = None
         if self.cfg.mask_text_padding:
             keep = text_mask.bool()
             keep = keep | ~keep.any(dim=-1, keepdim=True)  # null rows have zero K/V: attending to all gives 0
             mask = keep[:, None, None, :]
         return Context(cross_kv=[layer.cross_attn.project_kv(text) for layer in self.layers], cross_mask=mask,
-                       tempo=tempo)
+                       bpm=bpm)
 
     def new_cache(self, batch: int, length: int, device=None, dtype=None) -> KVCache:
         """Preallocated self-attention cache for `length` positions (prefix included)."""
@@ -97,12 +95,14 @@ class MusicLM(nn.Module):
         kw = dict(device=device, dtype=dtype or attention_dtype(self.emb.dtype, device))
         return [(torch.zeros(shape, **kw), torch.zeros(shape, **kw)) for _ in self.layers]
 
-    def embed(self, seq: torch.Tensor, ctx: Context) -> torch.Tensor:
-        """Summed codebook embeddings of seq [B, K, S] (plus the tempo embedding) -> [B, S, D]."""
+    def embed(self, seq: torch.Tensor, ctx: Context, steps: torch.Tensor) -> torch.Tensor:
+        """Summed codebook embeddings of seq [B, K, S] at sequence steps [S] (plus the tempo grid) -> [B, S, D]."""
         K, rows, D = self.emb.shape
         offsets = torch.arange(K, device=seq.device)[None, :, None] * rows
         x = F.embedding(seq + offsets, self.emb.view(K * rows, D)).sum(dim=1)  # [B, S, D]
-        return x if ctx.tempo is None else x + ctx.tempo.to(x.dtype)
+        if ctx.bpm is None:
+            return x
+        return x + self.tempo_proj(tempo_features(ctx.bpm, steps, self.cfg.frame_rate).to(x.dtype))
 
     def forward(self, seq: torch.Tensor, ctx: Context, cache: KVCache | None = None, start: int = 0) -> torch.Tensor:
         """seq [B, K, S] token ids (special = card) -> logits [B, K, S, card] (float32).
@@ -111,7 +111,7 @@ class MusicLM(nn.Module):
         positions 0..P-1, so sequence step s sits at position P + s.
         """
         S = seq.shape[-1]
-        x = self.embed(seq, ctx)
+        x = self.embed(seq, ctx, torch.arange(start, start + S, device=seq.device))
         P = ctx.prefix_len
         if P and start == 0:
             x = torch.cat([ctx.prefix.to(x.dtype), x], dim=1)
@@ -127,7 +127,7 @@ class MusicLM(nn.Module):
         """One decoding step with static shapes (gpt-fast style, for torch.compile / CUDA graphs): seq [B, K, 1] at
         cache position `pos` ([1] long tensor, prefix included; positions after it are masked) -> logits
         [B, K, card] (float32). Equals `forward(seq, ctx, cache, start=pos - prefix_len)` after a prefill."""
-        x = self.embed(seq, ctx)
+        x = self.embed(seq, ctx, pos - ctx.prefix_len)
         x = x + sinusoidal_embedding(pos, self.cfg.dim, self.cfg.max_period).to(x.dtype)
         for i, layer in enumerate(self.layers):
             kv = None if ctx.cross_kv is None else ctx.cross_kv[i]
