@@ -268,7 +268,8 @@ class MusicGen:
             bpm = torch.cat([bpm, torch.full_like(bpm, math.nan)])
             if chroma is not None:
                 chroma = torch.cat([chroma, null_chroma(B, chroma.shape[1], chroma.device)])
-        return self.lm.condition(text.to(self.device), mask.to(self.device), chroma, bpm)
+        t0 = torch.full_like(bpm, window_start or 0.0)  # the music starts on a downbeat
+        return self.lm.condition(text.to(self.device), mask.to(self.device), chroma, bpm, t0)
 
     def _windows(self, total: int, prompt_len: int) -> list[tuple[int, int, int]]:
         """audiocraft's long-form plan: (frame offset, frames incl. prompt, prompt frames) per window."""

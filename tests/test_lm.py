@@ -27,7 +27,7 @@ def conditioning(lm: MusicLM, B: int = 2, L: int = 5):
     mask = torch.ones(B, L, dtype=torch.long)
     mask[1, 3:] = 0  # a shorter second prompt
     chroma = torch.nn.functional.one_hot(torch.randint(0, 12, (B, 9)), 12).float() if lm.cfg.chroma else None
-    return lm.condition(text, mask, chroma, torch.tensor([96.0, math.nan])[:B])
+    return lm.condition(text, mask, chroma, torch.tensor([96.0, math.nan])[:B], torch.tensor([0.7, 0.0])[:B])
 
 
 MELODY = {"cross_attention": False, "chroma": True, "chroma_length": 20}
@@ -140,10 +140,10 @@ def test_parse_bpm(text, bpm):
 
 
 def test_tempo_features():
-    """Zero for an unknown tempo; the rate part is constant over steps, the grid repeats every beat (a 4-beat bar
-    for the slowest rate): at 120 BPM and 50 frames/s, every 25 steps."""
-    steps = torch.arange(0, 200)
-    f = tempo_features(torch.tensor([120.0, math.nan, 60.0]), steps, 50)
+    """Zero for an unknown tempo; the rate part is constant over steps; the grid repeats every beat (every 4 beats for
+    the slowest rates): at 120 BPM and 50 frames/s, every 25 steps; t0 shifts it like steps do."""
+    steps, bpm = torch.arange(0, 200), torch.tensor([120.0, math.nan, 60.0])
+    f = tempo_features(bpm, torch.zeros(3), steps, 50)
     assert f.shape == (3, 200, N_FEATURES) and f[1].abs().max() == 0
     rate, grid = f[..., :2 * N_FREQS], f[..., 2 * N_FREQS:].unflatten(-1, (2, len(BEAT_RATES)))  # [B, S, cos|sin, R]
     assert torch.equal(rate[0], rate[0, :1].expand(200, -1)) and not torch.allclose(rate[0], rate[2])
@@ -152,6 +152,9 @@ def test_tempo_features():
     torch.testing.assert_close(grid[0, 25:125, :, per_beat], grid[0, :100, :, per_beat], atol=1e-4, rtol=0)
     assert not torch.allclose(grid[0, 25:125, :, ~per_beat], grid[0, :100, :, ~per_beat], atol=1e-2)
     torch.testing.assert_close(grid[2, 50:150, :, per_beat], grid[2, :100, :, per_beat], atol=1e-4, rtol=0)  # 60
+    shifted = tempo_features(bpm, torch.full((3,), 0.3), steps[:100], 50)  # 0.3 s later = 15 steps
+    torch.testing.assert_close(shifted, f[:, 15:115], atol=1e-4, rtol=0)
+    assert grid[0, 0, 0].allclose(torch.ones(len(BEAT_RATES)))  # cos = 1 on the downbeat
 
 
 def test_null_text_gives_zero_cross_attention():

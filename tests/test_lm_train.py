@@ -37,16 +37,17 @@ def test_shards_layout(shards):
     assert data["codes"].shape == (4, 4, 50) and data["codes"].dtype == torch.int16
     assert data["chroma"].shape == (4, 8) and int(data["chroma"].max()) < 12
     assert len(data["captions"]) == 4 and all(len(c) == 4 for c in data["captions"])
-    assert {"style", "bpm", "key"} <= set(data["meta"][0])
+    assert {"style", "bpm", "start", "key"} <= set(data["meta"][0])
     assert sorted(p.name for p in (shards / "train").iterdir()) == ["shard_00000.pt", "shard_00001.pt"]
 
 
 def test_batch_dropout_and_validation_batches(shards):
     data = load_shards(shards / "train")
     cfg = dataclasses.replace(CFG, text_dropout=1.0, melody_dropout=1.0)
-    codes, texts, chroma = trainer.make_batch(data, np.arange(4), cfg, np.random.default_rng(0))
+    codes, texts, chroma, t0 = trainer.make_batch(data, np.arange(4), cfg, np.random.default_rng(0))
     assert texts == [None] * 4 and (chroma.argmax(-1) == 0).all()
-    codes, texts, chroma = trainer.make_batch(data, np.arange(4), cfg, None)  # validation: nothing dropped
+    assert t0.tolist() == pytest.approx([m["start"] for m in data["meta"]])  # the tempo grid's phase
+    codes, texts, chroma, _ = trainer.make_batch(data, np.arange(4), cfg, None)  # validation: nothing dropped
     assert texts == [c[0] for c in data["captions"]]
     assert torch.equal(chroma.argmax(-1), data["chroma"].long())
 

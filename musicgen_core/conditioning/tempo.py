@@ -3,10 +3,11 @@
 A sentence encoder hardly tells "72 BPM" from "124 BPM" apart, so models with `LMConfig.tempo` also get the number
 itself: `parse_bpm` reads it from the text (the same function at training and generation time, so a description
 without a number, or one whose number was dropped, is "tempo unknown" in both). `tempo_features` turns it into, per
-frame, Fourier features of log-tempo plus the phase of a grid ticking at 1/4 to 4 cycles per beat from the window's
-start; the LM adds a projection of them to the audio-token embedding of each step (audiocraft's "sum" fuser, time
-aligned). The grid's phase is arbitrary (clips start anywhere in a bar), but frames a beat apart share it, which one
-attention head can match: the model learns to repeat its beats at the stated period.
+frame, Fourier features of log-tempo plus the phase of a grid ticking at 1/4 to 4 cycles per beat, counted from a
+downbeat; the LM adds a projection of them to the audio-token embedding of each step (audiocraft's "sum" fuser, time
+aligned). Training clips start anywhere in a bar, so training passes each clip's offset from its downbeat (`t0`) and
+the grid marks where the clip's beats really fall; generation starts on a downbeat (t0 = the window's start), and
+the model plays its beats on the grid.
 """
 from __future__ import annotations
 
@@ -35,14 +36,15 @@ def bpm_tensor(descriptions, device=None) -> torch.Tensor:
                         dtype=torch.float32, device=device)
 
 
-def tempo_features(bpm: torch.Tensor, steps: torch.Tensor, frame_rate: float) -> torch.Tensor:
-    """bpm [B] (NaN = unknown), sequence steps [S] -> [B, S, N_FEATURES]: cos/sin of log2(bpm) at several
-    frequencies, then cos/sin of the beat grid's phase at each step; all zero where the tempo is unknown."""
+def tempo_features(bpm: torch.Tensor, t0: torch.Tensor, steps: torch.Tensor, frame_rate: float) -> torch.Tensor:
+    """bpm [B] (NaN = unknown), t0 [B] seconds from a downbeat to step 0, sequence steps [S] -> [B, S, N_FEATURES]:
+    cos/sin of log2(bpm) at several frequencies, then cos/sin of the beat grid's phase at each step; all zero where
+    the tempo is unknown."""
     known = ~bpm.isnan()
     bpm = torch.where(known, bpm, 120.0)
     freqs = 2 * math.pi * torch.logspace(-2, 4, N_FREQS, base=2.0, device=bpm.device)  # [F]
     rate = torch.log2(bpm / 120.0)[:, None] * freqs  # [B, F]
     rate = torch.cat([rate.cos(), rate.sin()], dim=-1)[:, None].expand(-1, len(steps), -1)  # [B, S, 2F]
-    beats = bpm[:, None] / 60.0 * steps.to(bpm.device, torch.float32)[None] / frame_rate  # [B, S] beats so far
-    grid = 2 * math.pi * beats[..., None] * torch.tensor(BEAT_RATES, device=bpm.device)  # [B, S, R]
-    return torch.cat([rate, grid.cos(), grid.sin()], dim=-1) * known[:, None, None]
+    seconds = t0.to(bpm.device)[:, None] + steps.to(bpm.device, torch.float32)[None] / frame_rate  # [B, S]
+    grid = 2 * math.pi * (bpm[:, None] / 60.0 * seconds)[..., None] * torch.tensor(BEAT_RATES, device=bpm.device)
+    return torch.cat([rate, grid.cos(), grid.sin()], dim=-1) * known[:, None, None]  # grid: [B, S, R] each

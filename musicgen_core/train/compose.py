@@ -52,6 +52,7 @@ class Piece:
     melody_title: str
     chords: list[str]
     duration: float
+    start: float = 0.0  # seconds from the piece's first downbeat to the clip start (clips start anywhere in a bar)
 
     @property
     def instruments(self) -> list[str]:
@@ -352,7 +353,7 @@ class _Composer:
         melody = [(p, max(t0, 0.0), min(t1, self.duration)) for p, t0, t1, _ in lead.notes if t1 > 0]
         return Piece(st.name, self.bpm, tuple(self.meter), self.tonic, self.mode, tracks, melody, lead_program, voice,
                      self.source, self.tune.title if self.tune else "",
-                     [] if voices else list(dict.fromkeys(self.symbols)), self.duration)
+                     [] if voices else list(dict.fromkeys(self.symbols)), self.duration, self.start)
 
     def tune_window(self, lo: int, hi: int) -> tuple[list[tuple[int, float, float]], dict]:
         """A bar-aligned window of the real tune in this key (repeated if the tune is shorter than the clip), moved

@@ -59,22 +59,28 @@ def _tunes(split: str, style_name: str) -> tuple[tuple, tuple]:
             tuple(m for m in pool if m.voices is not None))
 
 
-def make_example(seed: int, duration: float = 10.0, n_captions: int = 1) -> Example:
-    """Compose, render and caption the clip of `seed` (deterministic for a given set of installed SoundFonts).
-    `n_captions` > 1 adds paraphrases (other templates and synonyms) in metadata["captions"], the first being
-    `caption`."""
+def compose_example(seed: int, duration: float = 10.0):
+    """The score of the clip of `seed` and the SoundFont it is rendered with (milliseconds; no audio)."""
     rng = np.random.default_rng([seed, 0])
     style = STYLES[rng.integers(len(STYLES))]
     split = "valid" if seed < VALID_SEEDS else "train"
     fonts = soundfont_paths()
     font = fonts[np.random.default_rng([seed, 1]).integers(len(fonts))]
-    piece = compose(rng, style, duration, *_tunes(split, style.name), playable=functools.partial(playable, font))
+    return compose(rng, style, duration, *_tunes(split, style.name), playable=functools.partial(playable, font)), font
+
+
+def make_example(seed: int, duration: float = 10.0, n_captions: int = 1) -> Example:
+    """Compose, render and caption the clip of `seed` (deterministic for a given set of installed SoundFonts).
+    `n_captions` > 1 adds paraphrases (other templates and synonyms) in metadata["captions"], the first being
+    `caption`."""
+    piece, font = compose_example(seed, duration)
+    split = "valid" if seed < VALID_SEEDS else "train"
     audio, lead = render(piece, font, np.random.default_rng([seed, 2]))
     captions = [caption(piece, np.random.default_rng([seed, 3] + [i] * (i > 0))) for i in range(n_captions)]
     text = captions[0]
     metadata = dict(
         seed=int(seed), split=split, caption=text, duration=duration, sample_rate=SAMPLE_RATE, style=piece.style,
-        bpm=piece.bpm, meter=list(piece.meter), tonic=piece.tonic, mode=piece.mode,
+        bpm=piece.bpm, start=round(piece.start, 4), meter=list(piece.meter), tonic=piece.tonic, mode=piece.mode,
         key=key_name(piece.tonic, piece.mode), chords=piece.chords, instruments=piece.instruments,
         tracks=[dict(role=t.role, program=t.program, drum=t.is_drum, instrument=instrument_name(t.program, t.is_drum),
                      notes=len(t.notes)) for t in piece.tracks],

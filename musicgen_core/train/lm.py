@@ -76,9 +76,11 @@ def drop_words(text: str, p: float, rng: np.random.Generator) -> str:
 
 
 def make_batch(data: dict, idx: np.ndarray, cfg: LMTrainConfig, rng: np.random.Generator | None):
-    """codes [B, K, F], descriptions (None = dropped), chroma one-hot [B, Fc, 12] (null = one-hot C).
-    With rng=None (validation) the first caption is used and nothing is dropped."""
+    """codes [B, K, F], descriptions (None = dropped), chroma one-hot [B, Fc, 12] (null = one-hot C), t0 [B] (the
+    clips' offsets from a downbeat, the tempo grid's phase). With rng=None (validation) the first caption is used and
+    nothing is dropped."""
     codes = data["codes"][idx].long()
+    t0 = torch.tensor([data["meta"][j]["start"] for j in idx], dtype=torch.float32)
     pitch = data["chroma"][idx].long()  # [B, Fc]
     chroma = F.one_hot(pitch, 12).float()
     texts = []
@@ -91,16 +93,16 @@ def make_batch(data: dict, idx: np.ndarray, cfg: LMTrainConfig, rng: np.random.G
                      drop_words(caps[rng.integers(len(caps))], cfg.word_dropout, rng))
         if rng.random() < cfg.melody_dropout:
             chroma[i] = null_chroma(1, chroma.shape[1])[0]
-    return codes, texts, chroma
+    return codes, texts, chroma, t0
 
 
-def lm_loss(lm: MusicLM, pattern, text_encoder: TextEncoder, codes, texts, chroma, forward=None) -> torch.Tensor:
+def lm_loss(lm: MusicLM, pattern, text_encoder: TextEncoder, codes, texts, chroma, t0, forward=None) -> torch.Tensor:
     """Per-codebook cross-entropy [K] on the valid steps of the pattern. `forward` (default: lm) runs the LM, e.g.
     its DistributedDataParallel wrapper."""
     device = lm.emb.device
     seq, _ = pattern.build(codes.to(device), lm.cfg.special_token, keep_only_valid_steps=True)  # [B, K, S]
     text, mask = text_encoder(texts)
-    ctx = lm.condition(text.to(device), mask.to(device), chroma.to(device), bpm_tensor(texts))
+    ctx = lm.condition(text.to(device), mask.to(device), chroma.to(device), bpm_tensor(texts), t0)
     logits = (forward or lm)(seq, ctx)  # [B, K, S, card]
     logits, valid = pattern.revert_logits(logits, keep_only_valid_steps=True)  # [B, K, T, card], [K, T]
     losses = []

@@ -3,7 +3,8 @@
 A shard (`shard_NNNNN.pt`, loadable with `torch.load(weights_only=True)`) holds, for n clips of one duration:
 codes [n, K, F] int16, the melody chroma of the lead-only render as argmax pitch classes [n, Fc] uint8 (computed
 from the lead with random background noise, so hummed or noisy queries look familiar), several captions per clip,
-and the style / bpm / key metadata used by evaluation.
+and the style / bpm / key metadata used by evaluation (with `start`, the clip's offset from a downbeat: the tempo
+grid's phase in training).
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def encode_shard(codec: Codec, seeds: list[int], duration: float, n_captions: in
         lead = lead + noise * lead.pow(2).mean().sqrt() * 10 ** (-snr / 20)
         pitch.append(chroma(lead[None])[0].argmax(-1).to(torch.uint8))  # [Fc]
         captions.append(ex.metadata["captions"])
-        meta.append({k: ex.metadata[k] for k in ("seed", "style", "bpm", "key", "mode", "instruments")})
+        meta.append({k: ex.metadata[k] for k in ("seed", "style", "bpm", "start", "key", "mode", "instruments")})
     return {"codes": torch.stack(codes), "chroma": torch.stack(pitch), "captions": captions,
             "meta": json.dumps(meta), "duration": duration}
 
