@@ -59,14 +59,18 @@ def _tunes(split: str, style_name: str) -> tuple[tuple, tuple]:
             tuple(m for m in pool if m.voices is not None))
 
 
+def split_of(seed: int) -> str:
+    return "valid" if seed < VALID_SEEDS else "train"
+
+
 def compose_example(seed: int, duration: float = 10.0):
     """The score of the clip of `seed` and the SoundFont it is rendered with (milliseconds; no audio)."""
     rng = np.random.default_rng([seed, 0])
     style = STYLES[rng.integers(len(STYLES))]
-    split = "valid" if seed < VALID_SEEDS else "train"
     fonts = soundfont_paths()
     font = fonts[np.random.default_rng([seed, 1]).integers(len(fonts))]
-    return compose(rng, style, duration, *_tunes(split, style.name), playable=functools.partial(playable, font)), font
+    tunes = _tunes(split_of(seed), style.name)
+    return compose(rng, style, duration, *tunes, playable=functools.partial(playable, font)), font
 
 
 def make_example(seed: int, duration: float = 10.0, n_captions: int = 1) -> Example:
@@ -74,12 +78,11 @@ def make_example(seed: int, duration: float = 10.0, n_captions: int = 1) -> Exam
     `n_captions` > 1 adds paraphrases (other templates and synonyms) in metadata["captions"], the first being
     `caption`."""
     piece, font = compose_example(seed, duration)
-    split = "valid" if seed < VALID_SEEDS else "train"
     audio, lead = render(piece, font, np.random.default_rng([seed, 2]))
     captions = [caption(piece, np.random.default_rng([seed, 3] + [i] * (i > 0))) for i in range(n_captions)]
     text = captions[0]
     metadata = dict(
-        seed=int(seed), split=split, caption=text, duration=duration, sample_rate=SAMPLE_RATE, style=piece.style,
+        seed=int(seed), split=split_of(seed), caption=text, duration=duration, sample_rate=SAMPLE_RATE, style=piece.style,
         bpm=piece.bpm, start=round(piece.start, 4), meter=list(piece.meter), tonic=piece.tonic, mode=piece.mode,
         key=key_name(piece.tonic, piece.mode), chords=piece.chords, instruments=piece.instruments,
         tracks=[dict(role=t.role, program=t.program, drum=t.is_drum, instrument=instrument_name(t.program, t.is_drum),
