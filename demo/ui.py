@@ -24,6 +24,7 @@ import torch
 
 from musicgen_core import MusicGen, convert_audio, save_audio
 from musicgen_core.conditioning.chroma import ChromaExtractor
+from musicgen_core.conditioning.tempo import parse_bpm
 from musicgen_core.validation import (MAX_FILE_MB, SAMPLING_RANGES, InputError, check_continuation, check_duration,
                                       check_prompt, check_sampling, check_seed, read_audio)
 
@@ -261,6 +262,8 @@ def build_demo(models: dict[str, str | None] | ModelCache, *, streaming: bool | 
                 seconds = wav.shape[-1] / sr
                 summary = (f"**{seconds:.1f} s** of audio in {elapsed:.1f} s: **{seconds / elapsed:.2f}x real time**, "
                            f"first audio after {first:.1f} s. Seed **{used_seed}**, model {model}.")
+                if lm.lm.cfg.tempo and (bpm := parse_bpm(text)):  # models with a beat grid read the number
+                    summary += f" Tempo **{bpm:g} BPM**, read from the prompt."
                 with tempfile.TemporaryDirectory(prefix="musicgen-demo-") as tmp:  # Gradio copies it to its cache
                     path = str(Path(tmp) / f"musicgen_{used_seed}.wav")
                     save_audio(path, wav, sr)
