@@ -397,9 +397,17 @@ def load_audiocraft(folder: Path) -> tuple[MusicGenConfig, MusicLM, Codec, TextE
 
 
 # --- own format -------------------------------------------------------------------------------------------------
+def _own_config(folder: Path) -> MusicGenConfig:
+    return MusicGenConfig.from_dict(json.loads((folder / "config.json").read_text())["config"])
+
+
+def load_own_codec(folder: Path) -> Codec:
+    """Only the codec of a model folder in our format (a new LM can be shipped with it)."""
+    return _build_codec(_own_config(folder).codec, read_weights(folder / "codec.safetensors"), folded=True)
+
+
 def load_own(folder: Path) -> tuple[MusicGenConfig, MusicLM, Codec, TextEncoder]:
-    meta = json.loads((folder / "config.json").read_text())
-    cfg = MusicGenConfig.from_dict(meta["config"])
+    cfg = _own_config(folder)
     lm = _build_lm(cfg.lm, read_weights(folder / "lm.safetensors"))
     codec = _build_codec(cfg.codec, read_weights(folder / "codec.safetensors"), folded=True)
     text_dir = folder / "text_encoder"

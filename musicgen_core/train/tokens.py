@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoints import load_own_codec
 from ..codec import Codec
 from ..conditioning.chroma import ChromaExtractor
 from ..configs import CodecConfig
@@ -33,9 +34,9 @@ def load_codec(path: str | Path) -> Codec:
         codec = Codec(cfg)
         codec.load_state_dict(state["codec"])
         return codec.remove_weight_norm().eval()
-    own = path / "codec_config.json"
-    cfg = CodecConfig.from_dict(json.loads(own.read_text()) if own.is_file() else
-                                json.loads((path / "config.json").read_text())["config"]["codec"])
+    if (path / "config.json").is_file():
+        return load_own_codec(path).eval()
+    cfg = CodecConfig.from_dict(json.loads((path / "codec_config.json").read_text()))
     codec = Codec(cfg).remove_weight_norm()
     codec.load_state_dict({k: v.float() for k, v in load_file(str(path / "codec.safetensors")).items()}, strict=False)
     return codec.eval()
