@@ -17,6 +17,7 @@ from gradio_client import Client, handle_file
 import app
 from demo import ui
 from musicgen_core import validation as v
+from musicgen_core.checkpoints import default_model_dir
 
 HUM = str(ui.EXAMPLES / "ode_to_joy_hum.wav")
 
@@ -168,6 +169,17 @@ def test_non_ascii_prompts_work(client, prompt):
 def test_boundary_sampling_values_are_meaningful(client, kwargs):
     first = client.predict(prompt="x", duration=1, seed=1, api_name="/generate", **kwargs)
     assert read(first[0])[0].shape == (1, 32000)
+
+
+@pytest.mark.skipif(not (default_model_dir() / "config.json").is_file(), reason="the default model is not built")
+def test_the_stats_name_the_tempo_the_default_model_read():
+    """The default model has a beat grid: the demo says which tempo it took from the prompt."""
+    demo = ui.build_demo(ui.ModelCache({"default": str(default_model_dir())}))
+    try:
+        stats = serve(demo).predict(prompt="folk with fiddle, 96 BPM", duration=1, seed=0, api_name="/generate")[4]
+    finally:
+        demo.close()
+    assert "Tempo **96 BPM**, read from the prompt." in stats
 
 
 def test_random_seed_is_reported(client):
