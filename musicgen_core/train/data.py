@@ -82,8 +82,9 @@ def make_example(seed: int, duration: float = 10.0, n_captions: int = 1) -> Exam
     captions = [caption(piece, np.random.default_rng([seed, 3] + [i] * (i > 0))) for i in range(n_captions)]
     text = captions[0]
     metadata = dict(
-        seed=int(seed), split=split_of(seed), caption=text, duration=duration, sample_rate=SAMPLE_RATE, style=piece.style,
-        bpm=piece.bpm, start=round(piece.start, 4), meter=list(piece.meter), tonic=piece.tonic, mode=piece.mode,
+        seed=int(seed), split=split_of(seed), caption=text, duration=duration, sample_rate=SAMPLE_RATE,
+        style=piece.style, bpm=piece.bpm, start=round(piece.start, 4), meter=list(piece.meter), tonic=piece.tonic,
+        mode=piece.mode,
         key=key_name(piece.tonic, piece.mode), chords=piece.chords, instruments=piece.instruments,
         tracks=[dict(role=t.role, program=t.program, drum=t.is_drum, instrument=instrument_name(t.program, t.is_drum),
                      notes=len(t.notes)) for t in piece.tracks],
