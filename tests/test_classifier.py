@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from musicgen_core.eval.classifier import lead_family, load_probes, train_probes
+from musicgen_core.codec import Codec
+from musicgen_core.configs import CodecConfig
+from musicgen_core.eval.classifier import corpus_features, lead_family, load_probes, train_probes
+from musicgen_core.eval.metrics import codec_round_trip
 
 
 def test_probes_learn_and_round_trip(tmp_path):
@@ -14,6 +18,21 @@ def test_probes_learn_and_round_trip(tmp_path):
     assert set(probes) == {"style", "family"} and len(probes["style"].classes) > 10
     x = np.random.default_rng(0).standard_normal((3, probes["style"].mean.shape[0])).astype(np.float32)
     assert all(c in probes["style"].classes for c in probes["style"].predict(x))
+
+
+def test_probes_fitted_through_a_codec(tmp_path):
+    torch.manual_seed(0)
+    codec = Codec(CodecConfig(n_filters=4, dimension=16, lstm_layers=1, bins=64)).remove_weight_norm().eval()
+    x, coded, styles, _ = corpus_features([3, 4], 1.0, codec)
+    assert x.shape == coded.shape == (2, 144) and len(styles) == 2 and not np.allclose(x, coded)
+    assert corpus_features([3], 1.0)[1].shape == (0, 144)
+    wav = np.random.default_rng(0).standard_normal(8000).astype(np.float32)
+    with torch.no_grad():
+        expected = codec.decode(codec.encode(torch.from_numpy(wav)[None, None]))[0, 0, :8000].numpy()
+    np.testing.assert_array_equal(codec_round_trip(codec, wav), expected)
+    scores = train_probes(n_train=40, n_valid=10, duration=1.0, out=tmp_path / "p.npz", codec=codec)
+    assert set(scores) == {"style_accuracy", "family_accuracy", "style_accuracy_via_codec",
+                           "family_accuracy_via_codec"}
 
 
 def test_lead_families():

@@ -63,7 +63,8 @@ def test_eval_cli_end_to_end(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     figures = summary["models"]["tiny-cfg3"]["summary"]
     for key in ("style_accuracy", "family_accuracy", "frechet_distance", "chroma_with_melody",
-                "chroma_without_melody", "chroma_with_melody_hum", "clips_with_silence", "real_time_factor"):
+                "chroma_without_melody", "chroma_with_melody_hum", "clips_with_silence", "real_time_factor",
+                "style_accuracy_real_via_codec", "family_accuracy_real_via_codec"):
         assert np.isfinite(figures[key]), key
     assert 0.0 <= figures["chroma_with_melody"] <= 1.0
     clips = summary["models"]["tiny-cfg3"]["clips"]
@@ -76,6 +77,6 @@ def test_eval_cli_end_to_end(tmp_path, capsys):
         assert [c["seed"] for c in summary["models"][name]["clips"]] == [c["seed"] for c in clips]
     report = (out / "report.md").read_text()
     assert "| figure | tiny-cfg3 | tiny-cfg1 | tiny-int8-cfg3 | tiny-int8-cfg1 | real clips |" in report
-    assert "| chroma_with_melody |" in report
+    assert "| chroma_with_melody |" in report and "| style_accuracy_real_via_codec |" in report
     for png in ("tiny-cfg3_style_confusion.png", "tiny-cfg3_tempo.png", "tiny-cfg3_chroma.png"):
         assert (out / png).stat().st_size > 5000 and f"]({png})" in report

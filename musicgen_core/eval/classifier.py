@@ -2,7 +2,12 @@
 and which lead-instrument family a clip has. Generated audio is then scored by whether the classifier recovers what
 the prompt asked for.
 
-Features are deliberately simple and cheap (log-mel mean and spread, mean chroma, onset-rate statistics: 156 numbers
+Generated audio always comes out of a codec, which colours it (a small codec dulls the highs and adds a noise floor);
+a probe fitted on rendered audio alone then reads the colouring rather than the style (it recognised the style of only
+34 % of the default codec's reconstructions of held-out clips, against 83 % of the clips themselves). The shipped
+probes are therefore fitted on every training clip twice: as rendered and as reconstructed by the default codec.
+
+Features are deliberately simple and cheap (log-mel mean and spread, mean chroma, onset-rate statistics: 144 numbers
 per clip) and the model is a multinomial logistic regression, so the probes train in a minute on a CPU and are easy
 to reason about. They are stored as a small .npz (weights, biases, feature scaling, class names).
 """
@@ -25,7 +30,7 @@ def lead_family(program: int) -> str:
 
 
 def clip_features(wav: np.ndarray, sample_rate: int = 32000) -> np.ndarray:
-    """[156] features: log-mel (64 bands) mean and std over time, mean chroma (12), onset-strength mean/std/max and
+    """[144] features: log-mel (64 bands) mean and std over time, mean chroma (12), onset-strength mean/std/max and
     its autocorrelation peak lag statistics (4)."""
     import librosa
 
@@ -81,30 +86,41 @@ def load_probes(path: Path) -> dict[str, Probe]:
                      data[f"{n}.weights"], data[f"{n}.bias"]) for n in names}
 
 
-def corpus_features(seeds, duration: float) -> tuple[np.ndarray, list[str], list[str]]:
-    """Features, style labels and lead-family labels of the corpus clips of `seeds`."""
+def corpus_features(seeds, duration: float, codec=None) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Features of the corpus clips of `seeds` [n, 144], of their reconstructions by `codec` ([n, 144]; [0, 144]
+    without one), style labels and lead-family labels."""
     from ..train.data import make_example
+    from .metrics import codec_round_trip
 
-    feats, styles, families = [], [], []
+    feats, coded, styles, families = [], [], [], []
     for seed in seeds:
         ex = make_example(int(seed), duration)
         feats.append(clip_features(ex.audio))
+        if codec is not None:
+            coded.append(clip_features(codec_round_trip(codec, ex.audio)))
         styles.append(ex.metadata["style"])
         families.append(lead_family(ex.metadata["lead_program"]))
-    return np.stack(feats), styles, families
+    return np.stack(feats), np.array(coded, dtype=np.float32).reshape(-1, feats[0].shape[0]), styles, families
 
 
-def train_probes(n_train: int, n_valid: int, duration: float, out: Path) -> dict[str, float]:
-    """Fit the style and lead-family probes on training-split clips; report accuracy on validation clips."""
+def train_probes(n_train: int, n_valid: int, duration: float, out: Path, codec=None) -> dict[str, float]:
+    """Fit the style and lead-family probes on training-split clips (with a codec: and on their reconstructions);
+    report accuracy on validation clips (with a codec: and on their reconstructions, `*_via_codec`)."""
     from ..train.data import VALID_SEEDS
 
-    x, styles, families = corpus_features(range(VALID_SEEDS, VALID_SEEDS + n_train), duration)
-    xv, styles_v, families_v = corpus_features(range(n_valid), duration)
-    probes = {"style": Probe.fit(x, styles), "family": Probe.fit(x, families)}
+    x, xc, styles, families = corpus_features(range(VALID_SEEDS, VALID_SEEDS + n_train), duration, codec)
+    reps = 1 + len(xc) // n_train
+    x = np.concatenate([x, xc])
+    probes = {"style": Probe.fit(x, styles * reps), "family": Probe.fit(x, families * reps)}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_probes(probes, out)
-    return {"style_accuracy": float(np.mean(np.array(probes["style"].predict(xv)) == np.array(styles_v))),
-            "family_accuracy": float(np.mean(np.array(probes["family"].predict(xv)) == np.array(families_v)))}
+    xv, xvc, styles_v, families_v = corpus_features(range(n_valid), duration, codec)
+    scores = {}
+    for suffix, feats in (("", xv), ("_via_codec", xvc)):
+        if len(feats):
+            for name, labels in (("style", styles_v), ("family", families_v)):
+                scores[f"{name}_accuracy{suffix}"] = float(np.mean(np.array(probes[name].predict(feats)) == labels))
+    return scores
 
 
 def add_cli(subparsers) -> None:
@@ -112,5 +128,16 @@ def add_cli(subparsers) -> None:
     p.add_argument("--n", type=int, default=3000, help="training-split clips")
     p.add_argument("--valid", type=int, default=300, help="validation clips for the reported accuracy")
     p.add_argument("--dur", type=float, default=5.0)
+    p.add_argument("--codec", default="default",
+                   help="also fit on the clips as this model's codec reconstructs them (model folder, 'default' for "
+                        "the embedded default, 'none' for rendered audio only)")
     p.add_argument("--out", default="assets/eval/probes.npz")
-    p.set_defaults(func=lambda a: print(train_probes(a.n, a.valid, a.dur, Path(a.out))))
+    p.set_defaults(func=lambda a: print(train_probes(a.n, a.valid, a.dur, Path(a.out), _codec(a.codec))))
+
+
+def _codec(name: str):
+    if name == "none":
+        return None
+    from ..generate import MusicGen
+
+    return MusicGen.from_pretrained(name).compression_model

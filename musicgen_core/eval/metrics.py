@@ -5,7 +5,7 @@
 - `estimate_tempo` / `tempo_matches`: librosa beat tracking; strict, or forgiving the estimator's metrical-level
   errors (x2, x1/2, x3, x1/3: the "accuracy 2" of MIR tempo evaluations).
 - `estimate_key`: Krumhansl-Schmuckler key profiles against the mean chroma.
-- `mel_distance`, `si_sdr`: codec reconstruction quality.
+- `mel_distance`, `si_sdr`: codec reconstruction quality; `codec_round_trip`: a clip as a codec reconstructs it.
 - `collapse_report`: silent stretches (RMS per second below -40 dBFS) and repetitive ones (self-similar chroma).
 - `frechet_distance`: between Gaussians fitted to two sets of embeddings (as FAD does with VGGish embeddings).
 """
@@ -37,6 +37,14 @@ def chroma_cosine(generated, reference, sample_rate: int = 32000) -> float:
     a, b = extractor(gen[None])[0], extractor(ref[None])[0]  # [frames, 12] one-hot
     frames = min(len(a), len(b), int(np.ceil(ref.shape[-1] / extractor.hop_length)))
     return F.cosine_similarity(a[:frames], b[:frames], dim=1, eps=1e-8).mean().item()
+
+
+@torch.no_grad()
+def codec_round_trip(codec, wav) -> np.ndarray:
+    """`wav` (at the codec's sample rate) encoded to tokens and decoded again, same length: the best any LM on this
+    codec can make of that clip."""
+    x = torch.as_tensor(np.asarray(wav, dtype=np.float32)).reshape(1, 1, -1).to(next(codec.parameters()).device)
+    return codec.decode(codec.encode(x))[0, 0, :x.shape[-1]].float().cpu().numpy()
 
 
 def estimate_tempo(wav, sample_rate: int) -> float:

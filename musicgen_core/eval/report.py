@@ -7,7 +7,8 @@ it: hummed, whistled or played on a piano, in turn. The generated audio is score
 
 - text adherence: the style and lead-instrument family the probes recognise, the tempo (librosa beats) where the
   caption states a BPM (strict, and forgiving x2 / x3 metrical-level errors), the key (key profiles) where it names
-  one;
+  one; the same figures on the real clips passed through the model's codec (`*_real_via_codec`) tell how much of a
+  shortfall the codec already causes;
 - melody adherence: audiocraft's chroma cosine between the generated audio and the melody query, with the melody and,
   for the same prompt and seed, without it;
 - realism: a Fréchet distance between probe features of generated clips and of the real clips the prompts describe
@@ -33,6 +34,8 @@ from .voices import VOICES
 
 EVAL_SEED = 2_000_000  # validation seeds [EVAL_SEED, ...) are used by evaluation only
 PROBES = Path(__file__).resolve().parents[2] / "assets" / "eval" / "probes.npz"
+# figures also measured on the real clips as the model's codec reconstructs them: the most its LM can reach
+CODEC_CEILINGS = ("style_accuracy", "family_accuracy", "tempo_within_8pct")
 
 
 def eval_items(n: int, duration: float, tunes_only: bool = False) -> list:
@@ -122,6 +125,9 @@ def evaluate(model, items, references: dict, melody: bool, batch: int = 8, seed:
     feats = np.stack([r.pop("features") for r in rows])
     summary = {**adherence(rows), "frechet_distance": _frechet(feats, references["features"], probes),
                "real_time_factor": real_time_factor(model, items[0].caption, seed)}
+    coded = adherence(score_clips([metrics.codec_round_trip(model.compression_model, ex.audio) for ex in items],
+                                  items, probes, sr))
+    summary.update({f"{k}_real_via_codec": coded[k] for k in CODEC_CEILINGS})
     if melody:
         voices = [list(VOICES)[i % len(VOICES)] for i in range(len(items))]
         queries = [melody_query(ex, v, model.duration) for ex, v in zip(items, voices)]
