@@ -109,9 +109,9 @@ def train_probes(n_train: int, n_valid: int, duration: float, out: Path, codec=N
     from ..train.data import VALID_SEEDS
 
     x, xc, styles, families = corpus_features(range(VALID_SEEDS, VALID_SEEDS + n_train), duration, codec)
-    reps = 1 + len(xc) // n_train
-    x = np.concatenate([x, xc])
-    probes = {"style": Probe.fit(x, styles * reps), "family": Probe.fit(x, families * reps)}
+    if len(xc):  # every clip twice: as rendered and as the codec reconstructs it
+        x, styles, families = np.concatenate([x, xc]), styles * 2, families * 2
+    probes = {"style": Probe.fit(x, styles), "family": Probe.fit(x, families)}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_probes(probes, out)
     xv, xvc, styles_v, families_v = corpus_features(range(n_valid), duration, codec)
