@@ -72,6 +72,9 @@ def test_eval_cli_end_to_end(tmp_path, capsys):
     assert {"style_accuracy", "frechet_distance"} <= set(summary["reference"])
     assert list(summary["models"]) == ["tiny-cfg3", "tiny-cfg1", "tiny-int8-cfg3", "tiny-int8-cfg1"]
     assert summary["settings"]["cfg_coefs"] == "3, 1"
+    ceiling = {k: v for k, v in figures.items() if k.endswith("_real_via_codec")}  # one codec for every variant
+    assert len(ceiling) == 3 and all(
+        {k: m["summary"][k] for k in ceiling} == ceiling for m in summary["models"].values())
     for name in ("tiny-cfg1", "tiny-int8-cfg3"):  # guidance off / the fast mode, on the same prompts and seeds
         assert np.isfinite(summary["models"][name]["summary"]["chroma_with_melody"])
         assert [c["seed"] for c in summary["models"][name]["clips"]] == [c["seed"] for c in clips]

@@ -125,9 +125,6 @@ def evaluate(model, items, references: dict, melody: bool, batch: int = 8, seed:
     feats = np.stack([r.pop("features") for r in rows])
     summary = {**adherence(rows), "frechet_distance": _frechet(feats, references["features"], probes),
                "real_time_factor": real_time_factor(model, items[0].caption, seed)}
-    coded = adherence(score_clips([metrics.codec_round_trip(model.compression_model, ex.audio) for ex in items],
-                                  items, probes, sr))
-    summary.update({f"{k}_real_via_codec": coded[k] for k in CODEC_CEILINGS})
     if melody:
         voices = [list(VOICES)[i % len(VOICES)] for i in range(len(items))]
         queries = [melody_query(ex, v, model.duration) for ex, v in zip(items, voices)]
@@ -248,6 +245,13 @@ def _json(v):
     return v.item() if isinstance(v, np.generic) else str(v)
 
 
+def codec_ceilings(codec, items, probes) -> dict:
+    """The CODEC_CEILINGS figures of the real clips after a round trip through `codec` (`*_real_via_codec`)."""
+    coded = adherence(score_clips([metrics.codec_round_trip(codec, ex.audio) for ex in items], items, probes,
+                                  codec.sample_rate))
+    return {f"{k}_real_via_codec": coded[k] for k in CODEC_CEILINGS}
+
+
 def run_eval(models: list[str], n: int, duration: float, melody: bool, out: Path, batch: int = 8,
              seed: int = 0, precisions: tuple[str, ...] = ("fp32",), cfg_coefs: tuple[float, ...] = ()) -> str:
     """Evaluate every model at every precision and CFG coefficient (none given: the generation default, unnamed) on
@@ -258,13 +262,16 @@ def run_eval(models: list[str], n: int, duration: float, melody: bool, out: Path
     reference = reference_figures(items)
     results = {}
     for path in models:
+        ceilings = None  # the codec is the same at every precision and CFG coefficient: its clips are scored once
         for precision in precisions:
             model = MusicGen.from_pretrained(path, precision=precision)
+            ceilings = ceilings or codec_ceilings(model.compression_model, items, reference["probes"])
             for coef in cfg_coefs or (None,):
                 model.set_generation_params(duration=duration, **({} if coef is None else {"cfg_coef": coef}))
                 name = ((Path(path).name or path) + ("" if precision == "fp32" else f"-{precision}")
                         + (f"-cfg{coef:g}" if cfg_coefs else ""))
                 results[name] = evaluate(model, items, reference, melody, batch, seed)
+                results[name]["summary"].update(ceilings)
     settings = {"models": " vs ".join(models), "precisions": ", ".join(precisions), "n": n, "duration": duration,
                 "melody": melody, "seed": seed, "eval_seeds": f"{EVAL_SEED}+", "threads": torch.get_num_threads()}
     if cfg_coefs:
