@@ -34,4 +34,3 @@ def test_text_and_melody_make_audible_music(model):
     assert wav.shape == (2, 1, 64000) and torch.isfinite(wav).all()
     rms_db = 20 * torch.log10(wav.pow(2).mean(dim=-1).sqrt())
     assert (rms_db > -40).all(), rms_db  # not collapsed to silence
-

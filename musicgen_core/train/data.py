@@ -84,8 +84,7 @@ def make_example(seed: int, duration: float = 10.0, n_captions: int = 1) -> Exam
     metadata = dict(
         seed=int(seed), split=split_of(seed), caption=text, duration=duration, sample_rate=SAMPLE_RATE,
         style=piece.style, bpm=piece.bpm, start=round(piece.start, 4), meter=list(piece.meter), tonic=piece.tonic,
-        mode=piece.mode,
-        key=key_name(piece.tonic, piece.mode), chords=piece.chords, instruments=piece.instruments,
+        mode=piece.mode, key=key_name(piece.tonic, piece.mode), chords=piece.chords, instruments=piece.instruments,
         tracks=[dict(role=t.role, program=t.program, drum=t.is_drum, instrument=instrument_name(t.program, t.is_drum),
                      notes=len(t.notes)) for t in piece.tracks],
         lead_program=piece.lead_program, lead_instrument=instrument_name(piece.lead_program),
