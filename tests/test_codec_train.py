@@ -132,3 +132,20 @@ def test_freeze_tokens_trains_only_the_decoder(tmp_path):
     frozen = [k for k in before if k.startswith(("encoder.", "quantizer."))]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # codebooks and their EMA stats too
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+
+
+def test_eval_codec_command_repeats_the_trainers_validation(tmp_path, capsys):
+    from musicgen_core.cli import main
+
+    cfg = dataclasses.replace(trainer.PRESETS["cpu-seanet"], codec=TINY, batch_size=2, clips_per_batch=1,
+                              segment=0.25, val_clips=2, val_duration=1.0, workers=0)
+    trainer.train(cfg, tmp_path, max_steps=1)
+    last = list(csv.DictReader((tmp_path / "valid.csv").read_text().splitlines()))[-1]
+    capsys.readouterr()
+    main(["eval-codec", "--codec", str(tmp_path / "latest.pt"), "--n", "2", "--dur", "1", "--threads", "1"])
+    measured = json.loads(capsys.readouterr().out)
+    assert measured.keys() == last.keys() - {"step", "minutes"}
+    for key, value in measured.items():  # weight norm folded on loading: equal up to float rounding
+        assert value == pytest.approx(float(last[key]), rel=1e-3, abs=1e-3), key
+    with pytest.raises(SystemExit, match="^error: validation seeds are 0..9999999$"):
+        main(["eval-codec", "--codec", str(tmp_path / "latest.pt"), "--seed", "9999999", "--n", "2"])

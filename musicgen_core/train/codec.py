@@ -96,11 +96,13 @@ class TrainBatches(torch.utils.data.IterableDataset):
             step += nw
 
 
-def validation_set(cfg: CodecTrainConfig) -> torch.Tensor:
-    """The held-out clips [N, 1, T] (validation seeds never appear in training)."""
-    from .data import make_example
+def held_out_clips(seeds: range, duration: float) -> torch.Tensor:
+    """Validation clips [N, 1, T] (validation seeds never appear in training)."""
+    from .data import VALID_SEEDS, make_example
 
-    clips = [make_example(i, duration=cfg.val_duration).audio for i in range(cfg.val_clips)]
+    if not 0 <= seeds.start <= seeds.stop <= VALID_SEEDS:
+        raise ValueError(f"validation seeds are 0..{VALID_SEEDS - 1}")
+    clips = [make_example(i, duration=duration).audio for i in seeds]
     return torch.from_numpy(np.stack(clips))[:, None].float()
 
 
@@ -212,7 +214,7 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
     model, dmodel = rt.wrap(codec), rt.wrap(disc)
     mel_loss, stft_loss = MultiResolutionMelLoss(cfg.codec.sample_rate).to(rt.device), MultiResolutionSTFTLoss()
     chroma_loss = ChromaLoss(cfg.codec.sample_rate).to(rt.device)
-    val = validation_set(cfg).to(rt.device) if rt.main else None
+    val = held_out_clips(range(cfg.val_clips), cfg.val_duration).to(rt.device) if rt.main else None
     loader = torch.utils.data.DataLoader(TrainBatches(cfg, step, rt.rank, rt.world), batch_size=None,
                                          num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
                                          persistent_workers=bool(cfg.workers))
@@ -301,3 +303,22 @@ def add_cli(subparsers) -> None:
             print(f"wrote {export_codec(codec, Path(args.export))}")
 
     p.set_defaults(func=run)
+
+    e = subparsers.add_parser("eval-codec", help="held-out reconstruction metrics of a codec (the trainer's, on more "
+                                                 "clips): mel, SI-SDR, soft chroma, codebook usage and perplexity")
+    e.add_argument("--codec", default="assets/default", help="exported codec folder, model folder or latest.pt")
+    e.add_argument("--n", type=int, default=256, help="validation clips")
+    e.add_argument("--dur", type=float, default=4.0, help="seconds per clip")
+    e.add_argument("--seed", type=int, default=0, help="first validation seed")
+    e.add_argument("--threads", type=int, default=2)
+
+    def run_eval(args: argparse.Namespace) -> None:
+        import json
+
+        from .tokens import load_codec
+
+        torch.set_num_threads(args.threads)
+        clips = held_out_clips(range(args.seed, args.seed + args.n), args.dur)
+        print(json.dumps(evaluate(load_codec(args.codec), clips), indent=1))
+
+    e.set_defaults(func=run_eval)
