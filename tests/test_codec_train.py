@@ -142,8 +142,10 @@ def test_eval_codec_command_repeats_the_trainers_validation(tmp_path, capsys):
     trainer.train(cfg, tmp_path, max_steps=1)
     last = list(csv.DictReader((tmp_path / "valid.csv").read_text().splitlines()))[-1]
     capsys.readouterr()
-    main(["eval-codec", "--codec", str(tmp_path / "latest.pt"), "--n", "2", "--dur", "1", "--threads", "1"])
+    main(["eval-codec", "--codec", str(tmp_path / "latest.pt"), "--n", "2", "--dur", "1", "--threads", "1",
+          "--plots", str(tmp_path / "plots"), "--n-plots", "1"])
     measured = json.loads(capsys.readouterr().out)
+    assert [p.name for p in (tmp_path / "plots").iterdir()] == ["clip_0.png"]  # input vs reconstruction
     assert measured.keys() == last.keys() - {"step", "minutes"}
     for key, value in measured.items():  # weight norm folded on loading: equal up to float rounding
         assert value == pytest.approx(float(last[key]), rel=1e-3, abs=1e-3), key

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,6 +135,35 @@ def evaluate(codec: Codec, clips: torch.Tensor, batch: int = 8) -> dict[str, flo
     for m, mode in zip(codec.modules(), modes):
         m.training = mode
     return out
+
+
+def plot_reconstructions(codec: Codec, clips: torch.Tensor, seeds: range, folder: Path) -> list[Path]:
+    """One PNG per clip: log-mel spectrograms of the input above its reconstruction, on one colour scale."""
+    import librosa
+    import librosa.display
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sr, paths = codec.sample_rate, []
+    with torch.no_grad():
+        recon = torch.cat([codec.decode(codec.encode(x))[..., :x.shape[-1]] for x in clips.split(8)])
+    for seed, x, y in zip(seeds, clips[:, 0].numpy(), recon[:, 0].numpy()):
+        mels = [librosa.power_to_db(librosa.feature.melspectrogram(y=w, sr=sr, n_fft=2048, hop_length=320, n_mels=128,
+                                                                   fmax=sr / 2), ref=1.0) for w in (x, y)]
+        top = mels[0].max()
+        fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+        for ax, mel, title in zip(axes, mels, ("input", "reconstruction")):
+            librosa.display.specshow(mel, sr=sr, hop_length=320, x_axis="time", y_axis="mel", fmax=sr / 2, ax=ax,
+                                     vmin=top - 80, vmax=top)
+            ax.set_title(f"validation clip {seed}: {title}")
+        fig.tight_layout()
+        paths.append(folder / f"clip_{seed}.png")
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+    return paths
 
 
 # --- checkpoints --------------------------------------------------------------------------------------------------
@@ -278,7 +308,7 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
 
 def add_cli(subparsers) -> None:
     p = subparsers.add_parser("train-codec", help="train the audio tokenizer on the synthetic corpus (resumable)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu-istft")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu-seanet")
     p.add_argument("--run-dir", default="runs/codec")
     p.add_argument("--minutes", type=float, default=None, help="stop after this much training time")
     p.add_argument("--steps", type=int, default=None)
@@ -290,11 +320,15 @@ def add_cli(subparsers) -> None:
     p.add_argument("--freeze-tokens", action="store_true",
                    help="train only the decoder: the tokens (encoder and codebooks) stay as they are")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's); applies on resume")
+    p.add_argument("--adv-start", type=int, default=None,
+                   help="step at which the discriminator joins (default: the preset's); 0 for a warm start from "
+                        "weights that were already trained with one")
 
     def run(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
-        cfg = dataclasses.replace(PRESETS[args.preset], freeze_tokens=args.freeze_tokens,
-                                  lr=args.lr or PRESETS[args.preset].lr)
+        preset = PRESETS[args.preset]
+        cfg = dataclasses.replace(preset, freeze_tokens=args.freeze_tokens, lr=args.lr or preset.lr,
+                                  adv_start=preset.adv_start if args.adv_start is None else args.adv_start)
         train(cfg, Path(args.run_dir), args.minutes, args.steps, args.device, Path(args.warm_start))
         if args.export:
             state = torch.load(Path(args.run_dir) / "latest.pt", map_location="cpu", weights_only=True)
@@ -311,6 +345,9 @@ def add_cli(subparsers) -> None:
     e.add_argument("--dur", type=float, default=4.0, help="seconds per clip")
     e.add_argument("--seed", type=int, default=0, help="first validation seed")
     e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--plots", default=None, help="also write input vs reconstruction mel spectrograms (PNG) of the "
+                                                "first --n-plots clips to this folder")
+    e.add_argument("--n-plots", type=int, default=4)
 
     def run_eval(args: argparse.Namespace) -> None:
         import json
@@ -318,7 +355,11 @@ def add_cli(subparsers) -> None:
         from .tokens import load_codec
 
         torch.set_num_threads(args.threads)
-        clips = held_out_clips(range(args.seed, args.seed + args.n), args.dur)
-        print(json.dumps(evaluate(load_codec(args.codec), clips), indent=1))
+        seeds = range(args.seed, args.seed + args.n)
+        clips, codec = held_out_clips(seeds, args.dur), load_codec(args.codec)
+        print(json.dumps(evaluate(codec, clips), indent=1))
+        if args.plots:
+            for path in plot_reconstructions(codec, clips[:args.n_plots], seeds, Path(args.plots)):
+                print(f"wrote {path}", file=sys.stderr)
 
     e.set_defaults(func=run_eval)
