@@ -320,6 +320,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--freeze-tokens", action="store_true",
                    help="train only the decoder: the tokens (encoder and codebooks) stay as they are")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's); applies on resume")
+    p.add_argument("--chroma-weight", type=float, default=None,
+                   help="weight of the chroma-agreement loss (default: the preset's); applies on resume")
     p.add_argument("--adv-start", type=int, default=None,
                    help="step at which the discriminator joins (default: the preset's); 0 for a warm start from "
                         "weights that were already trained with one")
@@ -328,6 +330,7 @@ def add_cli(subparsers) -> None:
         torch.set_num_threads(args.threads)
         preset = PRESETS[args.preset]
         cfg = dataclasses.replace(preset, freeze_tokens=args.freeze_tokens, lr=args.lr or preset.lr,
+                                  w_chroma=preset.w_chroma if args.chroma_weight is None else args.chroma_weight,
                                   adv_start=preset.adv_start if args.adv_start is None else args.adv_start)
         train(cfg, Path(args.run_dir), args.minutes, args.steps, args.device, Path(args.warm_start))
         if args.export:
