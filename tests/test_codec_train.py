@@ -116,6 +116,12 @@ def test_warm_start_from_exported_weights_is_exact(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(warm.decode(warm.encode(x)), codec.decode(codec.encode(x)), atol=1e-5, rtol=0)
     assert all(layer.inited.item() == 1 for layer in warm.quantizer.layers)
+    # a new kind of decoder for the same tokens: encoder and codebooks come from the file, the decoder is fresh
+    istft = Codec(dataclasses.replace(TINY, decoder="istft", istft_dim=16, istft_layers=2))
+    fresh = {k: v.clone() for k, v in istft.state_dict().items() if k.startswith("decoder.")}
+    istft.load_state_dict(trainer.warm_start_state(istft, load_file(path)))
+    assert torch.equal(istft.encode(x), codec.encode(x))
+    assert all(torch.equal(v, istft.state_dict()[k]) for k, v in fresh.items())
 
 
 def test_freeze_tokens_trains_only_the_decoder(tmp_path):

@@ -187,7 +187,8 @@ def export_codec(codec: Codec, folder: Path, dtype=torch.float16) -> Path:
 
 def warm_start_state(codec: Codec, folded: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Shipped inference weights (weight norm folded, no EMA statistics) -> a full training state dict for `codec`:
-    each folded weight w becomes v = w, g = |w| (exact), and each codebook restarts its EMA from its entries."""
+    each folded weight w becomes v = w, g = |w| (exact), and each codebook restarts its EMA from its entries. A
+    decoder of another kind than the shipped one keeps its initialisation (a new decoder for the shipped tokens)."""
     own = codec.state_dict()
     out = {}
     for key, value in folded.items():
@@ -198,6 +199,9 @@ def warm_start_state(codec: Codec, folded: dict[str, torch.Tensor]) -> dict[str,
             out[stem + "parametrizations.weight.original1"] = value.float()
         else:
             out[key] = value.float()
+    own_decoder = {k: v for k, v in own.items() if k.startswith("decoder.")}
+    if {k for k in out if k.startswith("decoder.")} != own_decoder.keys():
+        out = {k: v for k, v in out.items() if not k.startswith("decoder.")} | own_decoder
     for k in range(codec.n_q):
         embed = out[f"quantizer.layers.{k}.embed"]
         out[f"quantizer.layers.{k}.inited"] = torch.ones(1)
