@@ -149,9 +149,11 @@ def test_eval_codec_command_repeats_the_trainers_validation(tmp_path, capsys):
     last = list(csv.DictReader((tmp_path / "valid.csv").read_text().splitlines()))[-1]
     capsys.readouterr()
     main(["eval-codec", "--codec", str(tmp_path / "latest.pt"), "--n", "2", "--dur", "1", "--threads", "1",
-          "--plots", str(tmp_path / "plots"), "--n-plots", "1"])
+          "--plots", str(tmp_path / "plots"), "--n-plots", "1", "--speed"])
     measured = json.loads(capsys.readouterr().out)
     assert [p.name for p in (tmp_path / "plots").iterdir()] == ["clip_0.png"]  # input vs reconstruction
+    speed = {k: measured.pop(k) for k in ("encode_x_realtime", "decode_x_realtime", "round_trip_x_realtime")}
+    assert all(v > 0 for v in speed.values())
     assert measured.keys() == last.keys() - {"step", "minutes"}
     for key, value in measured.items():  # weight norm folded on loading: equal up to float rounding
         assert value == pytest.approx(float(last[key]), rel=1e-3, abs=1e-3), key

@@ -137,6 +137,25 @@ def evaluate(codec: Codec, clips: torch.Tensor, batch: int = 8) -> dict[str, flo
     return out
 
 
+@torch.no_grad()
+def codec_speed(codec: Codec, clip: torch.Tensor, repeats: int = 3) -> dict[str, float]:
+    """Audio seconds per wall second (best of `repeats`) to encode, decode and round-trip clip [1, C, T]."""
+    import time
+
+    seconds = clip.shape[-1] / codec.sample_rate
+    codec.decode(codec.encode(clip))  # warm-up (oneDNN picks its kernels on the first call)
+    best = {"encode": math.inf, "decode": math.inf}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        codes = codec.encode(clip)
+        t1 = time.perf_counter()
+        codec.decode(codes)
+        t2 = time.perf_counter()
+        best = {"encode": min(best["encode"], t1 - t0), "decode": min(best["decode"], t2 - t1)}
+    return {"encode_x_realtime": seconds / best["encode"], "decode_x_realtime": seconds / best["decode"],
+            "round_trip_x_realtime": seconds / (best["encode"] + best["decode"])}
+
+
 def plot_reconstructions(codec: Codec, clips: torch.Tensor, seeds: range, folder: Path) -> list[Path]:
     """One PNG per clip: log-mel spectrograms of the input above its reconstruction, on one colour scale."""
     import librosa
@@ -352,6 +371,7 @@ def add_cli(subparsers) -> None:
     e.add_argument("--dur", type=float, default=4.0, help="seconds per clip")
     e.add_argument("--seed", type=int, default=0, help="first validation seed")
     e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--speed", action="store_true", help="also time encode and decode of a 10 s clip (best of 3)")
     e.add_argument("--plots", default=None, help="also write input vs reconstruction mel spectrograms (PNG) of the "
                                                 "first --n-plots clips to this folder")
     e.add_argument("--n-plots", type=int, default=4)
@@ -364,7 +384,10 @@ def add_cli(subparsers) -> None:
         torch.set_num_threads(args.threads)
         seeds = range(args.seed, args.seed + args.n)
         clips, codec = held_out_clips(seeds, args.dur), load_codec(args.codec)
-        print(json.dumps(evaluate(codec, clips), indent=1))
+        metrics = evaluate(codec, clips)
+        if args.speed:
+            metrics |= codec_speed(codec, held_out_clips(range(args.seed, args.seed + 1), 10.0))
+        print(json.dumps(metrics, indent=1))
         if args.plots:
             for path in plot_reconstructions(codec, clips[:args.n_plots], seeds, Path(args.plots)):
                 print(f"wrote {path}", file=sys.stderr)
