@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from musicgen_core.codec import Codec
 from musicgen_core.configs import CodecConfig, LMConfig
@@ -85,6 +86,18 @@ def test_run_learns_resumes_samples_and_ships(shards, tmp_path):
     bpm = model._context(["folk at 96 BPM", "folk"], None, None, cfg=True).bpm  # [2B]
     assert bpm[0] == 96 and bpm[1:].isnan().all()  # "folk" and the null half state no tempo
     assert model.generate(["folk at 96 BPM"], seed=0).shape == (1, 1, 25 * 640)
+
+    # a new decoder for the same tokens ships beside the shipped LM (export-default --lm <model folder>)
+    from musicgen_core.train.codec import warm_start_state
+
+    istft = Codec(dataclasses.replace(model.compression_model.cfg, decoder="istft", istft_dim=16, istft_layers=2))
+    istft.load_state_dict(warm_start_state(istft, load_file(folder / "codec.safetensors")))
+    export_codec(istft, tmp_path / "istft", dtype=torch.float32)
+    reshipped = MusicGen.from_pretrained(trainer.export_default(str(tmp_path / "istft"), folder, tmp_path / "v2"))
+    assert reshipped.config.codec.decoder == "istft" and reshipped.config.lm == model.config.lm
+    assert all(torch.equal(v, model.lm.state_dict()[k]) for k, v in reshipped.lm.state_dict().items())
+    x = torch.randn(1, 1, 3200)
+    assert torch.equal(reshipped.compression_model.encode(x), model.compression_model.encode(x))
 
 
 def test_new_run_starts_from_another_runs_weights(shards, tmp_path):

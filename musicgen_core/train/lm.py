@@ -158,15 +158,23 @@ def write_samples(model, folder: Path, step: int, seconds: float = 5.0) -> None:
 
 def export_default(codec_path: str, lm_checkpoint: Path, out: Path, weights: str = "ema") -> Path:
     """Ship the EMA (or the raw, `weights="lm"`) weights of an LM run with its codec as a model folder in our format
-    (fp16 tensors)."""
-    from ..checkpoints import save_model
+    (fp16 tensors). `lm_checkpoint` may also be a model folder in our format: its LM ships with the new codec (which
+    must make the same tokens)."""
+    from ..checkpoints import load_own, save_model
+    from ..generate import MusicGen
     from .tokens import load_codec
 
-    state = torch.load(lm_checkpoint, map_location="cpu", weights_only=True)
-    cfg = _train_config(state["config"])
-    lm = MusicLM(cfg.lm)
-    lm.load_state_dict(state[weights])
-    return save_model(music_model(lm, load_codec(codec_path), cfg), out, dtype=torch.float16)
+    codec = load_codec(codec_path)
+    if lm_checkpoint.is_dir():
+        cfg, lm, _, text = load_own(lm_checkpoint)
+        model = MusicGen(lm, codec, text, dataclasses.replace(cfg, codec=codec.cfg), name="default")
+    else:
+        state = torch.load(lm_checkpoint, map_location="cpu", weights_only=True)
+        train_cfg = _train_config(state["config"])
+        lm = MusicLM(train_cfg.lm)
+        lm.load_state_dict(state[weights])
+        model = music_model(lm, codec, train_cfg)
+    return save_model(model, out, dtype=torch.float16)
 
 
 def _train_config(d: dict) -> LMTrainConfig:
@@ -292,7 +300,7 @@ def add_cli(subparsers) -> None:
 
     e = subparsers.add_parser("export-default", help="ship an LM run (EMA weights) + its codec as a model folder")
     e.add_argument("--codec", required=True, help="exported codec folder or codec run latest.pt")
-    e.add_argument("--lm", required=True, help="LM run checkpoint (latest.pt)")
+    e.add_argument("--lm", required=True, help="LM run checkpoint (latest.pt), or a model folder whose LM to keep")
     e.add_argument("--out", default="assets/default")
     e.add_argument("--weights", choices=("ema", "lm"), default="ema",
                    help="the EMA of the weights (default) or the raw weights (early in a run)")
