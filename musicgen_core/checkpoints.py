@@ -429,6 +429,7 @@ def save_model(model, folder: str | Path, dtype: torch.dtype = torch.float32) ->
         os.close(fd)
         try:
             write(tmp)
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the shipped files private
             os.replace(tmp, folder / name)
         finally:
             if os.path.exists(tmp):
