@@ -144,6 +144,20 @@ def test_codec_training_forward_backward():
     assert codec.encoder.layers[0].conv.parametrizations.weight.original1.grad is not None
 
 
+def test_training_tokens_stay_fp32_under_autocast():
+    """Mixed-precision training must see the tokens inference makes: only the decoder autocasts."""
+    codec = _tiny_codec()
+    with torch.no_grad():
+        scale = codec.encoder(torch.randn(1, 1, 6400)).std()
+        for k, layer in enumerate(codec.quantizer.layers):
+            layer.embed.copy_(torch.randn_like(layer.embed) * scale / 2 ** k)
+    wav = torch.randn(2, 1, 32000)
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        out = codec(wav)
+    assert torch.equal(out.codes, codec.encode(wav))
+    assert out.wav.dtype == torch.bfloat16
+
+
 def _hf_pair(pad_mode: str, causal: bool = False):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)

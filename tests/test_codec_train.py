@@ -159,3 +159,16 @@ def test_eval_codec_command_repeats_the_trainers_validation(tmp_path, capsys):
         assert value == pytest.approx(float(last[key]), rel=1e-3, abs=1e-3), key
     with pytest.raises(SystemExit, match="^error: validation seeds are 0..9999999$"):
         main(["eval-codec", "--codec", str(tmp_path / "latest.pt"), "--seed", "9999999", "--n", "2"])
+
+
+def test_train_codec_command_scales_clips_with_the_batch(tmp_path, monkeypatch):
+    from musicgen_core.cli import main
+
+    seen = []
+    monkeypatch.setattr(trainer, "train", lambda cfg, *args: seen.append(cfg))
+    main(["train-codec", "--run-dir", str(tmp_path), "--batch-size", "64", "--workers", "7"])
+    main(["train-codec", "--run-dir", str(tmp_path)])
+    preset = trainer.PRESETS["cpu-seanet"]
+    assert [(c.batch_size, c.clips_per_batch, c.workers) for c in seen] == [
+        (64, 64 * preset.clips_per_batch // preset.batch_size, 7),
+        (preset.batch_size, preset.clips_per_batch, preset.workers)]

@@ -79,7 +79,8 @@ class Codec(nn.Module):
     def forward(self, wav: torch.Tensor, n_q: int | None = None) -> CodecOutput:
         """Training pass: reconstruct wav [B, C, T] through the quantiser (EMA codebooks update in train mode)."""
         self._check_wav(wav)
-        quantized, codes, penalty = self.quantizer(self.encoder(wav), n_q)
+        with torch.autocast(wav.device.type, enabled=False):  # tokens in fp32, as at inference; decoder may autocast
+            quantized, codes, penalty = self.quantizer(self.encoder(wav.float()), n_q)
         return CodecOutput(self.decoder(quantized)[..., : wav.shape[-1]], codes, penalty)
 
     def remove_weight_norm(self) -> "Codec":

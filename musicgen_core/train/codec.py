@@ -342,6 +342,9 @@ def add_cli(subparsers) -> None:
                    help="shipped weights to start from when run-dir holds no checkpoint (if the file exists)")
     p.add_argument("--freeze-tokens", action="store_true",
                    help="train only the decoder: the tokens (encoder and codebooks) stay as they are")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="crops per step (default: the preset's); rendered clips per step scale with it")
+    p.add_argument("--workers", type=int, default=None, help="data-rendering processes (default: the preset's)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the preset's); applies on resume")
     p.add_argument("--chroma-weight", type=float, default=None,
                    help="weight of the chroma-agreement loss (default: the preset's); applies on resume")
@@ -352,7 +355,10 @@ def add_cli(subparsers) -> None:
     def run(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
         preset = PRESETS[args.preset]
-        cfg = dataclasses.replace(preset, freeze_tokens=args.freeze_tokens, lr=args.lr or preset.lr,
+        batch = args.batch_size or preset.batch_size
+        cfg = dataclasses.replace(preset, freeze_tokens=args.freeze_tokens, lr=args.lr or preset.lr, batch_size=batch,
+                                  clips_per_batch=max(1, batch * preset.clips_per_batch // preset.batch_size),
+                                  workers=preset.workers if args.workers is None else args.workers,
                                   w_chroma=preset.w_chroma if args.chroma_weight is None else args.chroma_weight,
                                   adv_start=preset.adv_start if args.adv_start is None else args.adv_start)
         train(cfg, Path(args.run_dir), args.minutes, args.steps, args.device, Path(args.warm_start))
