@@ -22,9 +22,9 @@ def model():
 
 def test_codec_round_trip_keeps_the_harmony(model):
     """Soft chroma cosine (the codec trainer's held-out metric) over held-out clips; see MODEL_CARD.md."""
-    clips = torch.stack([torch.from_numpy(make_example(seed, 4.0).audio) for seed in range(3000, 3004)])[:, None]
+    clips = torch.stack([torch.from_numpy(make_example(seed, 4.0).audio) for seed in range(3000, 3008)])[:, None]
     metrics = evaluate(model.compression_model, clips)
-    assert metrics["chroma_cos"] > 0.8, metrics  # v2: 0.858 here, 0.86 on the trainer's 24 held-out clips
+    assert metrics["chroma_cos"] >= 0.9, metrics  # v4: 0.903 here, 0.908 on 256 held-out clips (v3: 0.870)
 
 
 def test_text_and_melody_make_audible_music(model):
