@@ -172,3 +172,6 @@ def test_train_codec_command_scales_clips_with_the_batch(tmp_path, monkeypatch):
     assert [(c.batch_size, c.clips_per_batch, c.workers) for c in seen] == [
         (64, 64 * preset.clips_per_batch // preset.batch_size, 7),
         (preset.batch_size, preset.clips_per_batch, preset.workers)]
+    with pytest.raises(SystemExit, match="^error: --batch-size must be a multiple of 4 \\(crops per rendered clip\\)$"):
+        main(["train-codec", "--run-dir", str(tmp_path), "--batch-size", "50"])
+    assert len(seen) == 2

@@ -355,9 +355,11 @@ def add_cli(subparsers) -> None:
     def run(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
         preset = PRESETS[args.preset]
-        batch = args.batch_size or preset.batch_size
+        batch, crops_per_clip = args.batch_size or preset.batch_size, preset.batch_size // preset.clips_per_batch
+        if batch % crops_per_clip:  # else the batches would silently hold fewer crops than asked
+            raise ValueError(f"--batch-size must be a multiple of {crops_per_clip} (crops per rendered clip)")
         cfg = dataclasses.replace(preset, freeze_tokens=args.freeze_tokens, lr=args.lr or preset.lr, batch_size=batch,
-                                  clips_per_batch=max(1, batch * preset.clips_per_batch // preset.batch_size),
+                                  clips_per_batch=batch // crops_per_clip,
                                   workers=preset.workers if args.workers is None else args.workers,
                                   w_chroma=preset.w_chroma if args.chroma_weight is None else args.chroma_weight,
                                   adv_start=preset.adv_start if args.adv_start is None else args.adv_start)
