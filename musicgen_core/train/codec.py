@@ -1,11 +1,13 @@
-"""Codec trainer (`musicgen train-codec`): fresh synthetic clips every step, resumable, one script for a single CPU
-process and for torchrun/DDP on GPUs.
+"""Codec trainer (`musicgen train-codec`): fresh synthetic clips every step, optionally mixed with crops of real music
+and a wide-range level augmentation (codec_data.py), resumable, one script for a single CPU process and for
+torchrun/DDP on GPUs.
 
 Losses (EnCodec §3.4): multi-resolution mel + STFT reconstruction, time-domain L1, RVQ commitment (EMA codebooks with
 dead-code restarts live in the quantiser), chroma agreement (the melody conditioning's features) and, once
-reconstruction is stable, a multi-scale STFT discriminator with hinge and feature-matching losses. Checkpoints are
-written atomically to `run_dir/latest.pt` every few minutes; a run resumes from there, or warm-starts from shipped
-weights when its folder is gone.
+reconstruction is stable, a multi-scale STFT discriminator with hinge and feature-matching losses. Validation
+measures synthetic and held-out real clips apart, and each at several input levels. Checkpoints are written
+atomically to `run_dir/latest.pt` every few minutes; a run resumes from there, or warm-starts from shipped weights
+when its folder is gone.
 """
 from __future__ import annotations
 
@@ -20,9 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checkpoints import default_model_dir
 from ..codec import Codec
 from ..configs import CodecConfig
 from . import runtime
+from .codec_data import TrainBatches, at_level, held_out_clips, held_out_real, rms_db
 from .losses import (ChromaLoss, MultiResolutionMelLoss, MultiResolutionSTFTLoss, MultiScaleSTFTDiscriminator,
                      discriminator_loss, generator_losses, si_sdr)
 
@@ -53,6 +57,11 @@ class CodecTrainConfig:
     val_duration: float = 4.0
     workers: int = 1
     freeze_tokens: bool = False  # train only the decoder (+ discriminator): the tokens stay as they are
+    real: str | None = None  # real-music cache (`musicgen fetch-real`); its held-out packages are validated apart
+    real_fraction: float = 0.0  # of each batch's crops taken from the real cache's training packages
+    gain_range: tuple[float, float] | None = None  # dBFS RMS range of the level augmentation (None: as rendered)
+    val_levels: tuple[float, ...] = ()  # dBFS RMS levels at which validation clips are also measured
+    val_level_clips: int = 8  # clips per set measured at each level
     seed: int = 0
 
 
@@ -67,67 +76,34 @@ PRESETS = {  # CPU presets are measured to fit a 2-core machine; "gpu" is the of
 }
 
 
-# --- data ---------------------------------------------------------------------------------------------------------
-class TrainBatches(torch.utils.data.IterableDataset):
-    """Batches [B, 1, segment] of random crops from freshly rendered clips; the stream is a pure function of
-    (seed, step, rank), so a resumed run continues where it stopped and workers never repeat each other."""
-
-    def __init__(self, cfg: CodecTrainConfig, start_step: int, rank: int = 0, world: int = 1):
-        super().__init__()
-        self.cfg, self.start_step, self.rank, self.world = cfg, start_step, rank, world
-
-    def __iter__(self):
-        from .data import VALID_SEEDS, make_example
-
-        info = torch.utils.data.get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        cfg, sr = self.cfg, self.cfg.codec.sample_rate
-        n = int(cfg.segment * sr)
-        per_clip = cfg.batch_size // cfg.clips_per_batch
-        step = self.start_step + wid
-        while True:
-            rng = np.random.default_rng([cfg.seed, step, self.rank])
-            crops = []
-            for c in range(cfg.clips_per_batch):
-                seed = VALID_SEEDS + (step * self.world + self.rank) * cfg.clips_per_batch + c
-                audio = make_example(seed, duration=max(4.0, 2 * cfg.segment)).audio
-                starts = rng.integers(0, len(audio) - n, per_clip)
-                crops += [audio[s:s + n] for s in starts]
-            yield torch.from_numpy(np.stack(crops))[:, None].float()
-            step += nw
-
-
-def held_out_clips(seeds: range, duration: float) -> torch.Tensor:
-    """Validation clips [N, 1, T] (validation seeds never appear in training)."""
-    from .data import VALID_SEEDS, make_example
-
-    if not 0 <= seeds.start <= seeds.stop <= VALID_SEEDS:
-        raise ValueError(f"validation seeds are 0..{VALID_SEEDS - 1}")
-    clips = [make_example(i, duration=duration).audio for i in seeds]
-    return torch.from_numpy(np.stack(clips))[:, None].float()
-
-
 # --- evaluation ---------------------------------------------------------------------------------------------------
 EVAL_MEL_WINDOWS = (128, 256, 512, 1024, 2048)  # the held-out mel distance keeps one definition across runs
 
 
 @torch.no_grad()
 def evaluate(codec: Codec, clips: torch.Tensor, batch: int = 8) -> dict[str, float]:
-    """Held-out reconstruction metrics: mel distance, SI-SDR, chroma cosine, codebook usage and perplexity."""
+    """Held-out reconstruction metrics: mel distance, SI-SDR, soft chroma cosine, audiocraft's argmax chroma cosine
+    (`chroma_argmax`), output minus input RMS level in dB (`level_db`), codebook usage and perplexity."""
+    from ..eval.metrics import chroma_cosine
+
     modes = [m.training for m in codec.modules()]
     codec.eval()
     mel = MultiResolutionMelLoss(codec.sample_rate, windows=EVAL_MEL_WINDOWS).to(clips.device)
     chroma = ChromaLoss(codec.sample_rate).to(clips.device)
-    mel_d, sdr, cos, codes_all = [], [], [], []
+    mel_d, sdr, cos, argmax, level, codes_all = [], [], [], [], [], []
     for x in clips.split(batch):
         codes = codec.encode(x)
         y = codec.decode(codes)[..., :x.shape[-1]]
         mel_d.append(float(mel(y, x)))
         sdr.append(si_sdr(y, x).mean().item())
         cos.append(1 - chroma(y, x).item())
+        for a, b in zip(y[:, 0].float().cpu().numpy(), x[:, 0].float().cpu().numpy()):
+            argmax.append(chroma_cosine(a, b, codec.sample_rate))
+            level.append(float(rms_db(a) - rms_db(b)))
         codes_all.append(codes.transpose(0, 1).flatten(1))  # [K, B * F]
     codes_all = torch.cat(codes_all, dim=1)
-    out = {"mel": float(np.mean(mel_d)), "si_sdr": float(np.mean(sdr)), "chroma_cos": float(np.mean(cos))}
+    out = {"mel": float(np.mean(mel_d)), "si_sdr": float(np.mean(sdr)), "chroma_cos": float(np.mean(cos)),
+           "chroma_argmax": float(np.mean(argmax)), "level_db": float(np.mean(level))}
     for k, c in enumerate(codes_all):
         p = torch.bincount(c, minlength=codec.cardinality).float() / c.numel()
         out[f"usage{k}"] = (p > 0).float().mean().item()
@@ -135,54 +111,6 @@ def evaluate(codec: Codec, clips: torch.Tensor, batch: int = 8) -> dict[str, flo
     for m, mode in zip(codec.modules(), modes):
         m.training = mode
     return out
-
-
-@torch.no_grad()
-def codec_speed(codec: Codec, clip: torch.Tensor, repeats: int = 3) -> dict[str, float]:
-    """Audio seconds per wall second (best of `repeats`) to encode, decode and round-trip clip [1, C, T]."""
-    import time
-
-    seconds = clip.shape[-1] / codec.sample_rate
-    codec.decode(codec.encode(clip))  # warm-up (oneDNN picks its kernels on the first call)
-    best = {"encode": math.inf, "decode": math.inf}
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        codes = codec.encode(clip)
-        t1 = time.perf_counter()
-        codec.decode(codes)
-        t2 = time.perf_counter()
-        best = {"encode": min(best["encode"], t1 - t0), "decode": min(best["decode"], t2 - t1)}
-    return {"encode_x_realtime": seconds / best["encode"], "decode_x_realtime": seconds / best["decode"],
-            "round_trip_x_realtime": seconds / (best["encode"] + best["decode"])}
-
-
-def plot_reconstructions(codec: Codec, clips: torch.Tensor, seeds: range, folder: Path) -> list[Path]:
-    """One PNG per clip: log-mel spectrograms of the input above its reconstruction, on one colour scale."""
-    import librosa
-    import librosa.display
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    sr, paths = codec.sample_rate, []
-    with torch.no_grad():
-        recon = torch.cat([codec.decode(codec.encode(x))[..., :x.shape[-1]] for x in clips.split(8)])
-    for seed, x, y in zip(seeds, clips[:, 0].numpy(), recon[:, 0].numpy()):
-        mels = [librosa.power_to_db(librosa.feature.melspectrogram(y=w, sr=sr, n_fft=2048, hop_length=320, n_mels=128,
-                                                                   fmax=sr / 2), ref=1.0) for w in (x, y)]
-        top = mels[0].max()
-        fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-        for ax, mel, title in zip(axes, mels, ("input", "reconstruction")):
-            librosa.display.specshow(mel, sr=sr, hop_length=320, x_axis="time", y_axis="mel", fmax=sr / 2, ax=ax,
-                                     vmin=top - 80, vmax=top)
-            ax.set_title(f"validation clip {seed}: {title}")
-        fig.tight_layout()
-        paths.append(folder / f"clip_{seed}.png")
-        fig.savefig(paths[-1], dpi=100)
-        plt.close(fig)
-    return paths
 
 
 # --- checkpoints --------------------------------------------------------------------------------------------------
@@ -231,6 +159,24 @@ def warm_start_state(codec: Codec, folded: dict[str, torch.Tensor]) -> dict[str,
 
 # --- training loop ------------------------------------------------------------------------------------------------
 LOSSES = ("mel", "stft", "l1", "commit", "chroma", "adv", "feat", "disc")
+LEVEL_METRICS = ("mel", "si_sdr", "chroma_argmax", "level_db")  # measured at each input level
+
+
+def validation_sets(synthetic: torch.Tensor, real: torch.Tensor | None = None, levels: tuple[float, ...] = (),
+                    level_clips: int = 8) -> dict[str, torch.Tensor]:
+    """Column prefix -> clips [N, 1, T]: "" the synthetic held-out clips, "real_" the held-out real ones, and the first
+    `level_clips` of each at every RMS level ("syn-20_", "real-20_")."""
+    sets = {"": synthetic} | ({"real_": real} if real is not None else {})
+    for stem, clips in (("syn", synthetic), ("real", real)):
+        for level in levels if clips is not None else ():
+            sets[f"{stem}{level:+g}_"] = at_level(clips[:level_clips], level)
+    return sets
+
+
+def measure(codec: Codec, sets: dict[str, torch.Tensor]) -> dict[str, float]:
+    """`evaluate` on every set, columns prefixed; the level sets report only LEVEL_METRICS."""
+    return {f"{name}{k}": v for name, clips in sets.items() for k, v in evaluate(codec, clips).items()
+            if name in ("", "real_") or k in LEVEL_METRICS}
 
 
 def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None, max_steps: int | None = None,
@@ -267,7 +213,11 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
     model, dmodel = rt.wrap(codec), rt.wrap(disc)
     mel_loss, stft_loss = MultiResolutionMelLoss(cfg.codec.sample_rate).to(rt.device), MultiResolutionSTFTLoss()
     chroma_loss = ChromaLoss(cfg.codec.sample_rate).to(rt.device)
-    val = held_out_clips(range(cfg.val_clips), cfg.val_duration).to(rt.device) if rt.main else None
+    val = {}
+    if rt.main:
+        real = held_out_real(cfg.real, cfg.val_clips, cfg.val_duration) if cfg.real else None
+        val = {k: v.to(rt.device) for k, v in validation_sets(held_out_clips(range(cfg.val_clips), cfg.val_duration),
+                                                              real, cfg.val_levels, cfg.val_level_clips).items()}
     loader = torch.utils.data.DataLoader(TrainBatches(cfg, step, rt.rank, rt.world), batch_size=None,
                                          num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
                                          persistent_workers=bool(cfg.workers))
@@ -280,7 +230,7 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
                                  "config": dataclasses.asdict(cfg)}, ckpt)
 
     def validate():
-        row = {"step": clock.step, "minutes": clock.elapsed / 60, **evaluate(codec, val)}
+        row = {"step": clock.step, "minutes": clock.elapsed / 60, **measure(codec, val)}
         runtime.append_csv(run_dir / "valid.csv", row)
         runtime.log_line("valid ", row)
         return row
@@ -330,7 +280,12 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
 
 
 def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("train-codec", help="train the audio tokenizer on the synthetic corpus (resumable)")
+    from . import real
+
+    default = default_model_dir()
+    real.add_cli(subparsers)  # the corpus `--real` reads
+    p = subparsers.add_parser("train-codec", help="train the audio tokenizer on the synthetic corpus, optionally "
+                                                  "mixed with real music (resumable)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu-seanet")
     p.add_argument("--run-dir", default="runs/codec")
     p.add_argument("--minutes", type=float, default=None, help="stop after this much training time")
@@ -338,7 +293,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is stable on a shared 2-core CPU)")
     p.add_argument("--device", default=None)
     p.add_argument("--export", default=None, help="after training, write codec.safetensors to this folder")
-    p.add_argument("--warm-start", default="assets/default/codec.safetensors",
+    p.add_argument("--warm-start", default=str(default / "codec.safetensors"),
                    help="shipped weights to start from when run-dir holds no checkpoint (if the file exists)")
     p.add_argument("--freeze-tokens", action="store_true",
                    help="train only the decoder: the tokens (encoder and codebooks) stay as they are")
@@ -351,6 +306,14 @@ def add_cli(subparsers) -> None:
     p.add_argument("--adv-start", type=int, default=None,
                    help="step at which the discriminator joins (default: the preset's); 0 for a warm start from "
                         "weights that were already trained with one")
+    p.add_argument("--real", default=None, help="real-music cache (musicgen fetch-real) to mix into the batches")
+    p.add_argument("--real-fraction", type=float, default=0.5, help="share of each batch's crops taken from --real")
+    p.add_argument("--gain-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="level augmentation: each crop at a random RMS level in [LOW, HIGH] dBFS, some with silence, "
+                        "fades or low-level noise (default: as rendered)")
+    p.add_argument("--val-levels", type=float, nargs="+", default=(), metavar="DBFS",
+                   help="also validate at these RMS levels (synthetic and real held-out clips)")
+    p.add_argument("--val-every", type=int, default=None, help="steps between validations (default: the preset's)")
 
     def run(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
@@ -362,7 +325,10 @@ def add_cli(subparsers) -> None:
                                   clips_per_batch=batch // crops_per_clip,
                                   workers=preset.workers if args.workers is None else args.workers,
                                   w_chroma=preset.w_chroma if args.chroma_weight is None else args.chroma_weight,
-                                  adv_start=preset.adv_start if args.adv_start is None else args.adv_start)
+                                  adv_start=preset.adv_start if args.adv_start is None else args.adv_start,
+                                  real=args.real, real_fraction=args.real_fraction if args.real else 0.0,
+                                  gain_range=tuple(args.gain_range) if args.gain_range else None,
+                                  val_levels=tuple(args.val_levels), val_every=args.val_every or preset.val_every)
         train(cfg, Path(args.run_dir), args.minutes, args.steps, args.device, Path(args.warm_start))
         if args.export:
             state = torch.load(Path(args.run_dir) / "latest.pt", map_location="cpu", weights_only=True)
@@ -374,7 +340,7 @@ def add_cli(subparsers) -> None:
 
     e = subparsers.add_parser("eval-codec", help="held-out reconstruction metrics of a codec (the trainer's, on more "
                                                  "clips): mel, SI-SDR, soft chroma, codebook usage and perplexity")
-    e.add_argument("--codec", default="assets/default", help="exported codec folder, model folder or latest.pt")
+    e.add_argument("--codec", default=str(default), help="exported codec folder, model folder or latest.pt")
     e.add_argument("--n", type=int, default=256, help="validation clips")
     e.add_argument("--dur", type=float, default=4.0, help="seconds per clip")
     e.add_argument("--seed", type=int, default=0, help="first validation seed")
@@ -383,16 +349,21 @@ def add_cli(subparsers) -> None:
     e.add_argument("--plots", default=None, help="also write input vs reconstruction mel spectrograms (PNG) of the "
                                                 "first --n-plots clips to this folder")
     e.add_argument("--n-plots", type=int, default=4)
+    e.add_argument("--real", default=None, help="also measure --n clips of this real-music cache's held-out packages")
+    e.add_argument("--levels", type=float, nargs="+", default=(), metavar="DBFS",
+                   help="also measure the first 8 clips of each set at these RMS levels")
 
     def run_eval(args: argparse.Namespace) -> None:
         import json
 
+        from .codec_eval import codec_speed, plot_reconstructions
         from .tokens import load_codec
 
         torch.set_num_threads(args.threads)
         seeds = range(args.seed, args.seed + args.n)
         clips, codec = held_out_clips(seeds, args.dur), load_codec(args.codec)
-        metrics = evaluate(codec, clips)
+        real = held_out_real(args.real, args.n, args.dur) if args.real else None
+        metrics = measure(codec, validation_sets(clips, real, tuple(args.levels)))
         if args.speed:
             metrics |= codec_speed(codec, held_out_clips(range(args.seed, args.seed + 1), 10.0))
         print(json.dumps(metrics, indent=1))

@@ -1,0 +1,57 @@
+"""Codec inspection beside the trainer's metrics: encode / decode speed and input vs reconstruction spectrograms."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from ..codec import Codec
+
+
+@torch.no_grad()
+def codec_speed(codec: Codec, clip: torch.Tensor, repeats: int = 3) -> dict[str, float]:
+    """Audio seconds per wall second (best of `repeats`) to encode, decode and round-trip clip [1, C, T]."""
+    import time
+
+    seconds = clip.shape[-1] / codec.sample_rate
+    codec.decode(codec.encode(clip))  # warm-up (oneDNN picks its kernels on the first call)
+    best = {"encode": math.inf, "decode": math.inf}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        codes = codec.encode(clip)
+        t1 = time.perf_counter()
+        codec.decode(codes)
+        t2 = time.perf_counter()
+        best = {"encode": min(best["encode"], t1 - t0), "decode": min(best["decode"], t2 - t1)}
+    return {"encode_x_realtime": seconds / best["encode"], "decode_x_realtime": seconds / best["decode"],
+            "round_trip_x_realtime": seconds / (best["encode"] + best["decode"])}
+
+
+def plot_reconstructions(codec: Codec, clips: torch.Tensor, seeds: range, folder: Path) -> list[Path]:
+    """One PNG per clip: log-mel spectrograms of the input above its reconstruction, on one colour scale."""
+    import librosa
+    import librosa.display
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sr, paths = codec.sample_rate, []
+    with torch.no_grad():
+        recon = torch.cat([codec.decode(codec.encode(x))[..., :x.shape[-1]] for x in clips.split(8)])
+    for seed, x, y in zip(seeds, clips[:, 0].numpy(), recon[:, 0].numpy()):
+        mels = [librosa.power_to_db(librosa.feature.melspectrogram(y=w, sr=sr, n_fft=2048, hop_length=320, n_mels=128,
+                                                                   fmax=sr / 2), ref=1.0) for w in (x, y)]
+        top = mels[0].max()
+        fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+        for ax, mel, title in zip(axes, mels, ("input", "reconstruction")):
+            librosa.display.specshow(mel, sr=sr, hop_length=320, x_axis="time", y_axis="mel", fmax=sr / 2, ax=ax,
+                                     vmin=top - 80, vmax=top)
+            ax.set_title(f"validation clip {seed}: {title}")
+        fig.tight_layout()
+        paths.append(folder / f"clip_{seed}.png")
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+    return paths
