@@ -2,7 +2,7 @@
 
     python app.py [--model CHECKPOINT_DIR ...] [--host HOST] [--port PORT] [--share] [--precision fp32|bf16|int8]
 
-Serves the embedded default model (assets/default), the checkpoint folders given with --model, and those found in
+Serves the embedded default model (inside the musicgen_core package), the checkpoint folders given with --model, and those found in
 models/. On a Hugging Face Space (SPACE_ID set) it listens on 0.0.0.0.
 """
 from __future__ import annotations
@@ -13,8 +13,10 @@ import os
 import sys
 from pathlib import Path
 
+from musicgen_core.checkpoints import default_model_dir
+
 ROOT = Path(__file__).resolve().parent
-DEFAULT_MODEL = ROOT / "assets" / "default"
+DEFAULT_MODEL = default_model_dir()
 MODELS_DIR = ROOT / "models"
 
 
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     limit_malloc_arenas()
     parser = argparse.ArgumentParser(description="MusicGen web demo")
     parser.add_argument("--model", action="append", default=[], metavar="DIR",
-                        help="checkpoint folder to serve (repeatable); default: the embedded model in assets/default")
+                        help="checkpoint folder to serve (repeatable); default: the embedded model")
     parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1",
                         help="default: 127.0.0.1, or 0.0.0.0 on a Hugging Face Space (SPACE_ID set)")
     parser.add_argument("--port", type=int, default=None, help="default: 7860 or the first free port after it")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import random
 import shutil
 import tempfile
 import threading
@@ -25,8 +26,8 @@ import torch
 from musicgen_core import MusicGen, convert_audio, save_audio
 from musicgen_core.conditioning.chroma import ChromaExtractor
 from musicgen_core.conditioning.tempo import parse_bpm
-from musicgen_core.validation import (MAX_FILE_MB, SAMPLING_RANGES, InputError, check_continuation, check_duration,
-                                      check_prompt, check_sampling, check_seed, read_audio)
+from musicgen_core.validation import (MAX_FILE_MB, MAX_SEED, SAMPLING_RANGES, InputError, check_continuation,
+                                      check_duration, check_prompt, check_sampling, check_seed, read_audio)
 
 from . import plots
 
@@ -239,10 +240,10 @@ def build_demo(models: dict[str, str | None] | ModelCache, *, streaming: bool | 
                 inputs = stream_inputs(lm, model, audio, mode, seconds)
                 for note in notes:
                     gr.Warning(note)
-                lm.set_generation_params(duration=seconds, **sampling)
-                lm.set_custom_progress_callback(_progress_callback(progress))
+                seed = random.randrange(MAX_SEED + 1) if seed is None else seed
                 sr, chunks, tokens, start, first = lm.sample_rate, [], [], time.perf_counter(), None
-                stream = lm.stream([text], seed=seed, chunk_duration=CHUNK_SECONDS, return_tokens=True, **inputs)
+                stream = lm.stream([text], seed=seed, chunk_duration=CHUNK_SECONDS, return_tokens=True,
+                                   progress=_progress_callback(progress), duration=seconds, **sampling, **inputs)
                 try:  # one yield per chunk: a Cancel closes this generator there, which closes the stream
                     for chunk, codes in stream:
                         chunks.append(chunk[0].float().cpu())
@@ -253,8 +254,7 @@ def build_demo(models: dict[str, str | None] | ModelCache, *, streaming: bool | 
                                stats: f"Generating... {done:.1f} s of {seconds:g} s"}
                 finally:
                     stream.close()
-                    lm.set_custom_progress_callback(None)
-                elapsed, wav, used_seed = time.perf_counter() - start, torch.cat(chunks, dim=-1), lm.last_seed
+                elapsed, wav, used_seed = time.perf_counter() - start, torch.cat(chunks, dim=-1), seed
 
                 progress(1.0, desc="Drawing")
                 grid, comparison = figures(lm, wav, torch.cat(tokens, dim=-1),

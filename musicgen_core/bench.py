@@ -86,17 +86,18 @@ def worker(impl: str, folder: str, batch: int, frames: int, device: str, repeats
             model.generate(**inputs, do_sample=False, guidance_scale=3.0, max_new_tokens=frames + 3)
             return codes["codes"], None
     else:
-        from .generate import MusicGen
+        from .generate import GenerationParams, MusicGen
 
         model = MusicGen.from_pretrained(folder, device=device, precision=precision)
         if compiled:
             model.compile()
-        model.set_generation_params(duration=frames / model.frame_rate, use_sampling=not greedy, cfg_coef=3.0)
+        params = GenerationParams(duration=frames / model.frame_rate, use_sampling=not greedy, cfg_coef=3.0)
 
         def run():
             first, codes = None, []
             start = time.perf_counter()
-            for _, chunk_codes in model.stream(prompts, seed=0, chunk_duration=0.5, return_tokens=True):
+            for _, chunk_codes in model.stream(prompts, seed=0, chunk_duration=0.5, return_tokens=True,
+                                                         params=params):
                 first = first or time.perf_counter() - start
                 codes.append(chunk_codes)
             return torch.cat(codes, dim=-1), first

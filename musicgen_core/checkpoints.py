@@ -9,20 +9,19 @@ encoder is the installed default sentence encoder.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import ctypes
 import dataclasses
 import json
-import mmap
 import os
 import re
-import struct
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
+import yaml
+from safetensors.torch import save_file
 from torch import nn
+from transformers import AutoTokenizer, EncodecModel, T5Config, T5EncoderModel
 
 from .codec import Codec
 from .codec.seanet import remove_weight_norm
@@ -30,12 +29,10 @@ from .conditioning.text import TextEncoder, load_text_encoder
 from .configs import CodecConfig, LMConfig, MusicGenConfig, TextConfig
 from .lm.model import MusicLM
 from .lm.transformer import block_wide_inputs
+from .quantize import check_precision, set_precision
+from .weights import CheckpointError, dropping_read_pages, read_weights
 
 OWN_FORMAT = "musicgen_core"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, or does not match the model it should fill."""
 
 
 # --- generic helpers ----------------------------------------------------------------------------------------------
@@ -54,96 +51,6 @@ def load_state_dict_strict(module: nn.Module, state_dict: dict[str, torch.Tensor
                                     ("shape mismatches", shapes)) if keys]
         raise CheckpointError(f"{what} checkpoint does not match the model: " + "; ".join(parts))
     module.load_state_dict(state_dict, strict=True, assign=assign)
-
-
-_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-                       "U8": torch.uint8, "BOOL": torch.bool}
-
-
-_MAPPINGS: contextvars.ContextVar[list | None] = contextvars.ContextVar("musicgen_core_mappings", default=None)
-
-
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """A .safetensors file's tensors as views of a private (copy-on-write) mapping of the file: like transformers'
-    lazy loading, a page becomes resident only when first used (a text encoder's embedding rows that no prompt uses
-    never are), and in-place updates never reach the file. Inside `dropping_read_pages()` the mapping is released
-    from this process's memory at the end of the block."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:  # validates the header: offsets, dtypes, shapes
-        keys = list(f.keys())
-    with open(path, "rb") as fh:
-        (size,) = struct.unpack("<Q", fh.read(8))
-        header, base = json.loads(fh.read(size)), 8 + size
-        mapping = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
-    out = {}
-    for key in keys:
-        info = header[key]
-        dtype, (start, end) = _SAFETENSORS_DTYPES[info["dtype"]], info["data_offsets"]
-        if base + end > len(mapping):
-            raise CheckpointError(f"{path.name} is truncated (tensor {key})")
-        count = (end - start) // dtype.itemsize
-        flat = torch.frombuffer(mapping, dtype=dtype, count=count, offset=base + start) if count else \
-            torch.empty(0, dtype=dtype)
-        out[key] = flat.view(info["shape"])
-    if (collector := _MAPPINGS.get()) is not None:
-        collector.append(mapping)
-    return out
-
-
-@contextlib.contextmanager
-def dropping_read_pages():
-    """Memory used only while loading goes back to the OS: files mapped by `read_safetensors` in this block leave the
-    process's resident memory (madvise DONTNEED) when it ends, or at once with the yielded `drop(*tensors)` (those
-    tensors' pages; with none, all pages read so far), and each release also returns freed heap memory (glibc keeps
-    freed chunks that sit between live ones: up to 1 GB after an int8 conversion). Pages read only to be converted
-    (fused, stacked, folded, cast or quantized) are thus not kept beside their conversions, and tensors adopted as they
-    are come back from the page cache on first use. Nothing in the block may write to an adopted tensor (DONTNEED would
-    drop the private copy)."""
-    mappings = []
-    token = _MAPPINGS.set(mappings)
-    can_drop = hasattr(mmap, "MADV_DONTNEED")
-
-    def drop(*tensors: torch.Tensor) -> None:
-        for mapping in mappings if can_drop else ():
-            if not tensors:
-                mapping.madvise(mmap.MADV_DONTNEED)
-                continue
-            base = ctypes.addressof(ctypes.c_char.from_buffer(mapping))
-            for tensor in tensors:
-                start, end = tensor.data_ptr() - base, tensor.data_ptr() + tensor.nbytes - base
-                if 0 <= start < len(mapping):
-                    start = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the tensor only
-                    end = end // mmap.PAGESIZE * mmap.PAGESIZE
-                    if end > start:
-                        mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
-        _trim_heap()
-
-    try:
-        yield drop
-    finally:
-        _MAPPINGS.reset(token)
-        drop()
-
-
-def _trim_heap() -> None:
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):  # not glibc
-        pass
-
-
-def read_weights(path: Path) -> dict:
-    """Tensors from a .safetensors file, or a .bin/.pt file through the restricted (weights-only) unpickler."""
-    if not path.is_file():
-        raise CheckpointError(f"missing checkpoint file: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            return read_safetensors(path)
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt file, truncated file, or a pickle that tries to run code
-        raise CheckpointError(f"cannot read {path.name}: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
 
 
 def _read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -249,8 +156,9 @@ def hf_codec_config(audio: dict) -> CodecConfig:
 def hf_config(cfg: dict) -> MusicGenConfig:
     """MusicGenConfig from a transformers `config.json` (model_type musicgen or musicgen_melody)."""
     dec, text = cfg["decoder"], cfg["text_encoder"]
-    if dec.get("audio_channels", 1) != 1:
-        raise CheckpointError("stereo checkpoints are not supported yet")
+    channels = dec.get("audio_channels", 1)
+    if channels not in (1, 2):
+        raise CheckpointError(f"decoder.audio_channels is {channels}: only mono (1) and stereo (2) exist")
     codec = hf_codec_config(cfg["audio_encoder"])
     melody = cfg["model_type"] == "musicgen_melody"
     text_dim = text.get("d_model", text.get("hidden_size"))
@@ -258,8 +166,15 @@ def hf_config(cfg: dict) -> MusicGenConfig:
         dim=dec["hidden_size"], num_heads=dec["num_attention_heads"], num_layers=dec["num_hidden_layers"],
         ffn_dim=dec["ffn_dim"], n_q=dec["num_codebooks"], card=dec["vocab_size"], cond_dim=text_dim,
         cross_attention=not melody, chroma=melody, n_chroma=cfg.get("num_chroma", 12),
-        chroma_length=cfg.get("chroma_length", 235), mask_text_padding=True)
-    return MusicGenConfig(codec=codec, lm=lm, text=TextConfig("t5", text.get("_name_or_path", "t5"), text_dim))
+        chroma_length=cfg.get("chroma_length", 235), mask_text_padding=True,
+        pattern_kwargs=_stereo_delays(dec["num_codebooks"]) if channels == 2 else ())
+    return MusicGenConfig(codec=codec, lm=lm, text=TextConfig("t5", text.get("_name_or_path", "t5"), text_dim),
+                          audio_channels=channels)
+
+
+def _stereo_delays(n_q: int) -> tuple:
+    """Stereo codebooks interleave the channels (L0, R0, L1, R1, ...); pair k is delayed k steps."""
+    return (("delays", tuple(k // 2 for k in range(n_q))),)
 
 
 def hf_codec_state_dict(sd: dict) -> dict:
@@ -285,8 +200,6 @@ def hf_lm_state_dict(sd: dict, cfg: LMConfig) -> dict:
 
 
 def load_transformers(folder: Path) -> tuple[MusicGenConfig, MusicLM, Codec, TextEncoder]:
-    from transformers import AutoTokenizer, T5Config, T5EncoderModel
-
     raw = json.loads((folder / "config.json").read_text())
     cfg = hf_config(raw)
     sd = _read_hf_weights(folder)
@@ -325,8 +238,9 @@ def audiocraft_codec_state_dict(sd: dict) -> dict:
 def audiocraft_config(xp: dict, codec_xp: dict | None, lm_sd: dict) -> MusicGenConfig:
     """MusicGenConfig from the `xp.cfg` YAML stored in audiocraft's state_dict.bin / compression_state_dict.bin."""
     t = xp["transformer_lm"]
-    if xp.get("channels", 1) != 1:
-        raise CheckpointError("stereo checkpoints are not supported yet")
+    channels = xp.get("channels", 1)
+    if channels not in (1, 2):
+        raise CheckpointError(f"channels is {channels}: only mono (1) and stereo (2) exist")
     melody = "self_wav" in (xp.get("conditioners") or {})
     pattern = xp.get("codebooks_pattern", {}).get("modeling") or "parallel"
     kwargs = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
@@ -354,7 +268,7 @@ def audiocraft_config(xp: dict, codec_xp: dict | None, lm_sd: dict) -> MusicGenC
             pad_mode=se.get("pad_mode", "constant"), true_skip=se.get("true_skip", True), n_q=rvq["n_q"],
             bins=rvq["bins"])
     return MusicGenConfig(codec=codec, lm=lm, text=TextConfig("t5", t5.get("name", "t5-base"), t5_dim),
-                          max_duration=duration)
+                          max_duration=duration, audio_channels=channels)
 
 
 def audiocraft_lm_state_dict(sd: dict, cfg: LMConfig) -> dict:
@@ -369,16 +283,12 @@ def audiocraft_lm_state_dict(sd: dict, cfg: LMConfig) -> dict:
 
 
 def load_audiocraft(folder: Path) -> tuple[MusicGenConfig, MusicLM, Codec, TextEncoder]:
-    import yaml
-
     pkg, cpkg = read_weights(folder / "state_dict.bin"), read_weights(folder / "compression_state_dict.bin")
     if "pretrained" in cpkg:  # exported as a reference to transformers' EnCodec
         sub = folder / Path(cpkg["pretrained"]).name
         if not (sub / "config.json").is_file():
             raise CheckpointError(f"compression_state_dict.bin refers to {cpkg['pretrained']!r}: put that EnCodec "
                                   f"model (transformers format) in {sub}")
-        from transformers import EncodecModel
-
         hf = EncodecModel.from_pretrained(sub)
         cfg = audiocraft_config(yaml.safe_load(pkg["xp.cfg"]), None, pkg["best_state"])
         cfg = dataclasses.replace(cfg, codec=hf_codec_config(hf.config.to_dict()))
@@ -416,11 +326,9 @@ def load_own(folder: Path) -> tuple[MusicGenConfig, MusicLM, Codec, TextEncoder]
 
 
 def save_model(model, folder: str | Path, dtype: torch.dtype = torch.float32) -> Path:
-    """Write `model` (a MusicGen) in our own format, tensors in `dtype` (fp16 halves the files; loading converts
+    """Write `model` (a MusicGen or a LoadedModel: `.config`, `.lm`, `.codec`, `.text_encoder`) in our own format, tensors in `dtype` (fp16 halves the files; loading converts
     back to float32); the codec's weight norm is folded first (in place, outputs unchanged). Each file is written to
     a temp name and renamed."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -440,7 +348,7 @@ def save_model(model, folder: str | Path, dtype: torch.dtype = torch.float32) ->
                 for k, v in module.state_dict().items()}
 
     atomic("lm.safetensors", lambda p: save_file(tensors(model.lm), p))
-    atomic("codec.safetensors", lambda p: save_file(tensors(remove_weight_norm(model.compression_model)), p))
+    atomic("codec.safetensors", lambda p: save_file(tensors(remove_weight_norm(model.codec)), p))
     if model.config.text.kind == "t5":
         model.text_encoder.model.save_pretrained(folder / "text_encoder")
         model.text_encoder.tokenizer.save_pretrained(folder / "text_encoder")
@@ -465,21 +373,28 @@ def detect_format(folder: Path) -> str:
 
 
 def default_model_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "assets" / "default"
+    """The embedded default model: package data inside the installed `musicgen_core`."""
+    return Path(__file__).resolve().parent / "assets" / "default"
 
 
-def load_model(name_or_path: str | os.PathLike | None = None, device=None, precision: str = "fp32"):
-    """Load a MusicGen from a folder in any supported format (None / "default": the embedded default); `precision`
-    as in `quantize.set_precision`."""
-    from .generate import MusicGen
-    from .quantize import check_precision, set_precision
+class LoadedModel(NamedTuple):
+    """The parts of a checkpoint, in the order `MusicGen(...)` takes them."""
 
+    lm: MusicLM
+    codec: Codec
+    text_encoder: TextEncoder
+    config: MusicGenConfig
+    name: str
+
+
+def load_folder(folder: str | os.PathLike, device=None, precision: str = "fp32", name: str | None = None
+                ) -> LoadedModel:
+    """Load a checkpoint folder in any supported format; `precision` as in `quantize.set_precision`. Nothing is
+    returned until every part has loaded, so a failure never leaves a half-built model behind."""
     check_precision(precision)
-
-    folder = default_model_dir() if name_or_path in (None, "default") else Path(name_or_path)
+    folder = Path(folder)
     if not folder.is_dir():
-        raise CheckpointError(f"no checkpoint folder at {folder}" + (
-            " (the embedded default model is not built yet)" if name_or_path in (None, "default") else ""))
+        raise CheckpointError(f"no checkpoint folder at {folder}")
     loader = {"own": load_own, "transformers": load_transformers, "audiocraft": load_audiocraft}
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with dropping_read_pages() as drop:  # peak memory: converted sources are not kept beside their conversions
@@ -488,9 +403,9 @@ def load_model(name_or_path: str | os.PathLike | None = None, device=None, preci
         lm, codec, text = set_precision(lm.to(device), precision, drop), codec.to(device), text.to(device)
         if precision == "fp32" and device.type == "cpu":
             block_wide_inputs(lm, drop)
-    return MusicGen(lm, codec, text, cfg, name=folder.name)
+    return LoadedModel(lm, codec, text, cfg, name or folder.name)
 
 
 def convert(src: str | Path, dst: str | Path) -> Path:
-    """Convert a transformers- or audiocraft-format checkpoint to our own format."""
-    return save_model(load_model(src, device="cpu"), dst)
+    """Convert a transformers- or audiocraft-format checkpoint folder to our own format."""
+    return save_model(load_folder(src, device="cpu"), dst)

@@ -102,6 +102,7 @@ class MusicGenConfig:
     lm: LMConfig = field(default_factory=LMConfig)
     text: TextConfig = field(default_factory=TextConfig)
     max_duration: float = 30.0
+    audio_channels: int = 1  # 2: stereo, the LM's codebooks interleave left and right codes of the mono codec
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -109,7 +110,8 @@ class MusicGenConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "MusicGenConfig":
         return cls(codec=CodecConfig.from_dict(d["codec"]), lm=LMConfig.from_dict(d["lm"]),
-                   text=TextConfig(**d["text"]), max_duration=float(d["max_duration"]))
+                   text=TextConfig(**d["text"]), max_duration=float(d["max_duration"]),
+                   audio_channels=int(d.get("audio_channels", 1)))
 
 
 def _tuplify(v):

@@ -7,25 +7,32 @@ are forced to the special token. Durations above `max_duration` use audiocraft's
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-import random
+import os
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
 
+from . import hub
 from .audio import convert_audio
-from .codec import Codec, StreamingDecoder
+from .checkpoints import default_model_dir, load_folder
+from .codec import Codec, StereoCodec, StreamingDecoder
 from .conditioning.chroma import ChromaExtractor, null_chroma
 from .conditioning.tempo import bpm_tensor
 from .conditioning.text import TextEncoder
 from .configs import MusicGenConfig
 from .lm.model import Context, MusicLM
 from .patterns import Pattern, get_pattern
+from .validation import check_continuation, check_descriptions, check_params, check_waveform
+from .weights import CheckpointError
 
 
 @dataclass(frozen=True)
 class GenerationParams:
+    """Settings of one generation call (audiocraft's `set_generation_params` arguments)."""
+
     duration: float = 10.0
     use_sampling: bool = True
     top_k: int = 250
@@ -33,6 +40,7 @@ class GenerationParams:
     temperature: float = 1.0
     cfg_coef: float = 3.0
     extend_stride: float | None = None  # None: 60 % of max_duration (audiocraft's 18 s for 30 s models)
+    two_step_cfg: bool = False  # audiocraft's two forwards per step; one batched forward computes the same logits
 
 
 def sample_next_token(logits: torch.Tensor, p: GenerationParams, generator: torch.Generator | None) -> torch.Tensor:
@@ -86,30 +94,61 @@ def frame_steps(pattern: Pattern, n_q: int, frames: int) -> torch.Tensor:
 
 
 class MusicGen:
-    """Text-to-music model: codec + LM + text encoder (+ chroma extractor for melody models)."""
+    """Text-to-music model: codec + LM + text encoder (+ chroma extractor for melody models).
+
+    Holds weights only: every generation call takes its settings as `params=` / keyword arguments (defaults: those of
+    `set_generation_params`), so concurrent calls never see each other's settings."""
 
     def __init__(self, lm: MusicLM, codec: Codec, text_encoder: TextEncoder | None, config: MusicGenConfig,
                  name: str = "musicgen"):
-        self.lm, self.compression_model = lm.eval().requires_grad_(False), codec.eval().requires_grad_(False)
+        self.lm, self.codec = lm.eval().requires_grad_(False), codec.eval().requires_grad_(False)
+        self.compression_model = StereoCodec(codec) if config.audio_channels == 2 else codec
         self.text_encoder = text_encoder
         self.config, self.name = config, name
         self.pattern = get_pattern(config.lm.pattern, config.lm.n_q, **dict(config.lm.pattern_kwargs))
         self.chroma = ChromaExtractor(sample_rate=codec.sample_rate).to(self.device) if config.lm.chroma else None
-        self.params = GenerationParams()
-        self.last_seed: int | None = None
+        self.params = GenerationParams(duration=min(15.0, config.max_duration))  # audiocraft's default: 15 s
+        self.last_seed: int | None = None  # the seed of the latest call, for scripts (concurrent callers pass seed=)
         self._progress: Callable[[int, int], None] | None = None
         self._step: Callable | None = None  # the compiled decode step (see `compile`)
         self._caches: dict[tuple, list] = {}
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | None = None, device=None, precision: str = "fp32") -> "MusicGen":
-        """`None`/"default" -> the embedded default; else a transformers, audiocraft or own-format folder.
+    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, device=None, dtype=None,
+                        precision: str | None = None, revision: str | None = None, cache_dir=None,
+                        token: str | bool | None = None, local_files_only: bool = False) -> "MusicGen":
+        """Load a model: `None`/"default" -> the embedded default; a folder in transformers', audiocraft's or our
+        format; or a Hugging Face Hub id (`facebook/musicgen-small`, ...; audiocraft's short names small / medium /
+        large / melody too), fetched through huggingface_hub's cache (`revision`, `cache_dir`, `token`,
+        `local_files_only`, HF_HUB_OFFLINE as in transformers; see hub.py).
 
         precision: "fp32" (exact: the reference implementations' codes), "bf16" or "int8" (int8 weight-only linear
-        layers, bf16 activations), which decode faster and agree with fp32 on most tokens (see quantize.py)."""
-        from .checkpoints import load_model
+        layers, bf16 activations), which decode faster and agree with fp32 on most tokens (see quantize.py);
+        `dtype=torch.bfloat16` is the same as precision="bf16"."""
+        precision = precision or {None: "fp32", torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype)
+        if precision is None:
+            raise ValueError(f"dtype {dtype} is not supported: use torch.float32 or torch.bfloat16 (or precision=)")
+        name = None
+        if name_or_path in (None, "default"):
+            folder = default_model_dir()
+            if not (folder / "config.json").is_file():
+                raise CheckpointError(f"the embedded default model is missing from this installation ({folder}): "
+                                      f"reinstall musicgen-core from a complete source (pip install --force-reinstall"
+                                      f" ...), or pass a checkpoint folder or a Hub id.")
+        elif os.path.exists(name_or_path):
+            folder = name_or_path
+        elif (name := hub.hub_id(str(name_or_path))) is not None:
+            folder = hub.download(name, revision=revision, cache_dir=cache_dir, token=token,
+                                  local_files_only=local_files_only, device=device, precision=precision)
+        else:
+            raise CheckpointError(f"no checkpoint folder at {name_or_path}, and it is not a Hugging Face Hub id "
+                                  f"(org/name, e.g. facebook/musicgen-small)")
+        return cls(*load_folder(folder, device=device, precision=precision, name=name))
 
-        return load_model(name_or_path, device=device, precision=precision)
+    @classmethod
+    def get_pretrained(cls, name: str = "facebook/musicgen-melody", device=None) -> "MusicGen":
+        """audiocraft's loader: a Hub id (or short name) or a local folder."""
+        return cls.from_pretrained(name, device=device)
 
     # --- properties -------------------------------------------------------------------------------------------
     @property
@@ -126,7 +165,7 @@ class MusicGen:
 
     @property
     def audio_channels(self) -> int:
-        return self.config.codec.channels
+        return self.config.audio_channels
 
     @property
     def max_duration(self) -> float:
@@ -136,13 +175,19 @@ class MusicGen:
     def duration(self) -> float:
         return self.params.duration
 
-    def set_generation_params(self, duration: float = 10.0, use_sampling: bool = True, top_k: int = 250,
-                              top_p: float = 0.0, temperature: float = 1.0, cfg_coef: float = 3.0,
+    def set_generation_params(self, use_sampling: bool = True, top_k: int = 250, top_p: float = 0.0,
+                              temperature: float = 1.0, duration: float = 30.0, cfg_coef: float = 3.0,
+                              cfg_coef_beta: float | None = None, two_step_cfg: bool = False,
                               extend_stride: float | None = None) -> None:
-        """Sampling settings for the next calls. Durations above max_duration are generated in windows that advance
-        by `extend_stride` seconds (default: 60 % of max_duration, i.e. audiocraft's 18 s for 30 s models)."""
-        self.params = GenerationParams(duration, use_sampling, int(top_k), top_p, temperature, cfg_coef,
-                                       extend_stride)
+        """This model's default settings for later calls (audiocraft's signature and defaults; a call's own
+        `params=` or keyword arguments override them). Durations above max_duration are generated in windows that
+        advance by `extend_stride` seconds (default: 60 % of max_duration, i.e. audiocraft's 18 s for 30 s
+        models). `cfg_coef_beta` (MusicGen-Style's double guidance) is not supported."""
+        if cfg_coef_beta is not None:
+            raise ValueError("cfg_coef_beta (MusicGen-Style's double classifier-free guidance) is not supported: "
+                             "leave it None")
+        self.params = check_params(GenerationParams(duration, use_sampling, top_k, top_p, temperature, cfg_coef,
+                                                    extend_stride, two_step_cfg), self.max_duration)
 
     def set_custom_progress_callback(self, callback: Callable[[int, int], None] | None) -> None:
         self._progress = callback
@@ -160,62 +205,90 @@ class MusicGen:
                                                                           fullgraph=True)
         return self
 
-    def generate(self, descriptions: Sequence[str | None] | str, progress: bool = False, return_tokens: bool = False,
-                 seed: int | None = None):
-        """Text -> wav [B, C, T] (and codes [B, K, F] with return_tokens)."""
-        return self._run(_as_list(descriptions), None, None, progress, return_tokens, seed)
+    def generate(self, descriptions: Sequence[str | None], progress: bool = False, return_tokens: bool = False,
+                 seed: int | None = None, params: GenerationParams | None = None, **settings):
+        """Text -> wav [B, C, T] (and codes [B, K, F] with return_tokens). `settings` (duration, top_k, ...) or
+        `params` apply to this call only; `progress` is True (print steps) or a callable(done, total)."""
+        return self._run(check_descriptions(descriptions), None, None, progress, return_tokens, seed,
+                         self._params(params, settings))
 
     def generate_unconditional(self, num_samples: int, progress: bool = False, return_tokens: bool = False,
-                               seed: int | None = None):
-        return self._run([None] * num_samples, None, None, progress, return_tokens, seed)
+                               seed: int | None = None, params: GenerationParams | None = None, **settings):
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be a whole number >= 1, got {num_samples!r}")
+        return self._run([None] * num_samples, None, None, progress, return_tokens, seed,
+                         self._params(params, settings))
 
     def generate_with_chroma(self, descriptions, melody_wavs, melody_sample_rate: int, progress: bool = False,
-                             return_tokens: bool = False, seed: int | None = None):
+                             return_tokens: bool = False, seed: int | None = None,
+                             params: GenerationParams | None = None, **settings):
         """Follow the melody of `melody_wavs` ([B, C, T] or a list of [C, T] / None) at `melody_sample_rate`."""
-        descriptions = _as_list(descriptions)
+        descriptions = check_descriptions(descriptions)
         return self._run(descriptions, self._melodies(melody_wavs, melody_sample_rate, len(descriptions)), None,
-                         progress, return_tokens, seed)
+                         progress, return_tokens, seed, self._params(params, settings))
 
     def generate_continuation(self, prompt: torch.Tensor, prompt_sample_rate: int, descriptions=None,
-                              progress: bool = False, return_tokens: bool = False, seed: int | None = None):
-        """Continue the audio `prompt` [B, C, T] or [C, T]; the output starts with the re-decoded prompt."""
-        prompt_codes = self._encode_prompt(prompt, prompt_sample_rate)
-        descriptions = [None] * prompt_codes.shape[0] if descriptions is None else _as_list(descriptions)
-        return self._run(descriptions, None, prompt_codes, progress, return_tokens, seed)
+                              progress: bool = False, return_tokens: bool = False, seed: int | None = None,
+                              params: GenerationParams | None = None, **settings):
+        """Continue the audio `prompt` [B, C, T] or [C, T]; the output starts with the re-decoded prompt. A prompt
+        longer than the model's window keeps its last part as the window's context, as long-form windows do."""
+        p = self._params(params, settings)
+        prompt_codes = self._encode_prompt(prompt, prompt_sample_rate, p)
+        descriptions = [None] * prompt_codes.shape[0] if descriptions is None else check_descriptions(descriptions)
+        return self._run(descriptions, None, prompt_codes, progress, return_tokens, seed, p)
 
     def stream(self, descriptions=None, melody_wavs=None, melody_sample_rate: int | None = None,
                prompt: torch.Tensor | None = None, prompt_sample_rate: int | None = None, seed: int | None = None,
-               chunk_duration: float = 0.5, return_tokens: bool = False):
+               chunk_duration: float = 0.5, return_tokens: bool = False, progress=False,
+               params: GenerationParams | None = None, **settings):
         """Yield wav chunks [B, C, n] while generating (with return_tokens: (wav chunk, codes [B, K, f] of the frames
         it covers)); their concatenation is the whole piece, as `generate` decodes it (`codec.StreamingDecoder`: each
-        chunk is decoded once the few frames of look-ahead the codec reads are known)."""
-        prompt_codes = None if prompt is None else self._encode_prompt(prompt, prompt_sample_rate)
+        chunk is decoded once the few frames of look-ahead the codec reads are known). `progress`, `params` and
+        `settings` as in `generate`."""
+        p = self._params(params, settings)
+        prompt_codes = None if prompt is None else self._encode_prompt(prompt, prompt_sample_rate, p)
         n = prompt_codes.shape[0] if prompt_codes is not None else 1
-        descriptions = [None] * n if descriptions is None else _as_list(descriptions)
+        descriptions = [None] * n if descriptions is None else check_descriptions(descriptions)
         melodies = None if melody_wavs is None else self._melodies(melody_wavs, melody_sample_rate,
                                                                   len(descriptions))
-        frames = self._frame_stream(descriptions, melodies, prompt_codes, self._generator(seed), self._progress)
+        frames = self._frame_stream(descriptions, melodies, prompt_codes, self._generator(seed),
+                                    self._callback(progress), p)
         for wav, codes in self._decode_stream(frames, max(1, int(chunk_duration * self.frame_rate))):
             yield (wav, codes) if return_tokens else wav
 
     # --- internals ------------------------------------------------------------------------------------------
-    def _run(self, descriptions, melodies, prompt_codes, progress, return_tokens, seed):
-        callback = self._progress or (_print_progress if progress else None)
-        frames = self._frame_stream(descriptions, melodies, prompt_codes, self._generator(seed), callback)
+    def _params(self, params: GenerationParams | None, settings: dict) -> GenerationParams:
+        """This call's settings: `params` (or the model's defaults) with `settings` replaced, validated."""
+        unknown = set(settings) - {f.name for f in dataclasses.fields(GenerationParams)}
+        if unknown:
+            raise TypeError(f"unknown generation setting(s) {', '.join(sorted(unknown))}: expected "
+                            f"{', '.join(f.name for f in dataclasses.fields(GenerationParams))}")
+        return check_params(dataclasses.replace(params or self.params, **settings), self.max_duration)
+
+    def _callback(self, progress) -> Callable[[int, int], None] | None:
+        """`progress`: a callable(done, total) for this call, or True for the model's (audiocraft's printout)."""
+        return progress if callable(progress) else self._progress or (_print_progress if progress else None)
+
+    def _run(self, descriptions, melodies, prompt_codes, progress, return_tokens, seed, p: GenerationParams):
+        frames = self._frame_stream(descriptions, melodies, prompt_codes, self._generator(seed),
+                                    self._callback(progress), p)
         codes = torch.cat(list(frames), dim=-1)
         with torch.no_grad():
             wav = self.compression_model.decode(codes)
         return (wav, codes) if return_tokens else wav
 
     def _generator(self, seed: int | None) -> torch.Generator:
-        self.last_seed = random.randrange(2**31) if seed is None else int(seed)
-        return torch.Generator(self.device).manual_seed(self.last_seed)
+        """A generator seeded with `seed`, or with a seed drawn from torch's global RNG, so that
+        `torch.manual_seed(n)` before a call reproduces it (as in audiocraft)."""
+        seed = int(torch.randint(2**31 - 1, ()).item()) if seed is None else int(seed)
+        self.last_seed = seed
+        return torch.Generator(self.device).manual_seed(seed)
 
     def _decode_step(self, x: torch.Tensor, ctx: Context, cache: list, pos: torch.Tensor,
-                     gumbel: torch.Tensor | None, cfg: bool) -> torch.Tensor:
+                     gumbel: torch.Tensor | None, cfg: bool, p: GenerationParams) -> torch.Tensor:
         """Next tokens [B, K] for pattern step x [B, K, 1] at cache position pos (static shapes throughout)."""
         logits = self.lm.step(torch.cat([x, x]) if cfg else x, ctx, cache, pos)  # [B(*2), K, card]
-        return sample_with_noise(guide(logits, self.params.cfg_coef) if cfg else logits, self.params, gumbel)
+        return sample_with_noise(guide(logits, p.cfg_coef) if cfg else logits, p, gumbel)
 
     def _static_cache(self, batch: int, prefix_len: int) -> list:
         """A KV cache sized for a full window, reused so the captured step keeps seeing the same tensors (stale entries
@@ -226,9 +299,10 @@ class MusicGen:
             self._caches[key] = self.lm.new_cache(*key)
         return self._caches[key]
 
-    def _encode_prompt(self, prompt: torch.Tensor, sample_rate: int) -> torch.Tensor:
-        prompt = prompt[None] if prompt.dim() == 2 else prompt
-        wav = convert_audio(prompt.float().to(self.device), sample_rate, self.sample_rate, self.audio_channels)
+    def _encode_prompt(self, prompt: torch.Tensor, sample_rate: int, p: GenerationParams) -> torch.Tensor:
+        prompt = check_waveform(prompt, sample_rate, "The audio to continue", batched=True)
+        check_continuation(prompt.shape[-1] / sample_rate, p.duration, margin=0.0)
+        wav = convert_audio(prompt.to(self.device), sample_rate, self.sample_rate, self.audio_channels)
         with torch.no_grad():
             return self.compression_model.encode(wav)  # [B, K, Tp]
 
@@ -239,8 +313,8 @@ class MusicGen:
             else [melody_wavs]
         if len(wavs) != batch:
             raise ValueError(f"got {len(wavs)} melodies for {batch} descriptions")
-        return [None if w is None else convert_audio(w.float().to(self.device), sample_rate, self.sample_rate, 1)[0]
-                for w in wavs]
+        return [None if w is None else convert_audio(check_waveform(w, sample_rate, "The melody").to(self.device),
+                                                     sample_rate, self.sample_rate, 1)[0] for w in wavs]
 
     def _chroma(self, melodies: list[torch.Tensor | None] | None, batch: int, start: float | None) -> torch.Tensor:
         """One-hot chroma [B, F, 12]. Null melodies give one-hot C; `start` (seconds) re-slices each melody into a
@@ -271,18 +345,17 @@ class MusicGen:
         t0 = torch.full_like(bpm, window_start or 0.0)  # the music starts on a downbeat
         return self.lm.condition(text.to(self.device), mask.to(self.device), chroma, bpm, t0)
 
-    def _windows(self, total: int, prompt_len: int) -> list[tuple[int, int, int]]:
-        """audiocraft's long-form plan: (frame offset, frames incl. prompt, prompt frames) per window."""
+    def _windows(self, total: int, prompt_len: int, p: GenerationParams) -> list[tuple[int, int, int]]:
+        """audiocraft's long-form plan: (frame offset, frames incl. prompt, prompt frames) per window. Each window
+        after the first keeps the last max_duration - extend_stride seconds as its prompt; so does the first when the
+        given prompt is longer than that."""
         max_frames = int(self.max_duration * self.frame_rate)
         if total <= max_frames:
             return [(0, total, prompt_len)]
-        extend = self.params.extend_stride
-        extend = 0.6 * self.max_duration if extend is None else extend
-        if not 0 < extend < self.max_duration:
-            raise ValueError(f"extend_stride must be in (0, max_duration={self.max_duration}) for durations above "
-                             f"max_duration, got {extend}")
+        extend = 0.6 * self.max_duration if p.extend_stride is None else p.extend_stride
         stride = int(extend * self.frame_rate)
-        plan, offset = [], 0
+        offset = max(0, prompt_len - (max_frames - stride))
+        plan, prompt_len = [], prompt_len - offset
         while offset + prompt_len < total:
             plan.append((offset, min(total - offset, max_frames), prompt_len))
             prompt_len = plan[-1][1] - stride
@@ -291,19 +364,16 @@ class MusicGen:
 
     @torch.no_grad()
     def _frame_stream(self, descriptions, melodies, prompt_codes, generator,
-                      callback: Callable[[int, int], None] | None) -> Iterator[torch.Tensor]:
+                      callback: Callable[[int, int], None] | None, p: GenerationParams) -> Iterator[torch.Tensor]:
         """Yield codes [B, K, n] of newly completed frames, in order, the prompt's first."""
-        p, B = self.params, len(descriptions)
-        total = int(p.duration * self.frame_rate)
+        B = len(descriptions)
+        total = max(1, int(p.duration * self.frame_rate))
         prompt_len = 0 if prompt_codes is None else prompt_codes.shape[-1]
         if prompt_codes is not None and prompt_codes.shape[0] != B:
             raise ValueError(f"got {prompt_codes.shape[0]} prompts for {B} descriptions")
-        if prompt_len > total:
-            raise ValueError(f"the prompt ({prompt_len / self.frame_rate:.2f} s) is longer than the duration "
-                             f"({p.duration:.2f} s)")
         conditional = any(d is not None for d in descriptions) or melodies is not None
         cfg = conditional and p.cfg_coef != 1.0
-        plan = self._windows(total, prompt_len)
+        plan = self._windows(total, min(prompt_len, total), p)
         steps_total = sum(self.pattern.num_steps(n) - self.pattern.first_step_with_timestep(t) for _, n, t in plan)
         done = 0
 
@@ -319,14 +389,15 @@ class MusicGen:
         for offset, n_frames, _ in plan:
             ctx = self._context(descriptions, melodies, offset / self.frame_rate if len(plan) > 1 else None, cfg)
             window_prompt = None if history is None else history[..., offset:]
-            for new in self._window(ctx, window_prompt, n_frames, B, cfg, generator, on_step):
+            for new in self._window(ctx, window_prompt, n_frames, B, cfg, generator, on_step, p):
                 history = new if history is None else torch.cat([history, new], dim=-1)
                 yield new
 
     def _window(self, ctx: Context, prompt: torch.Tensor | None, n_frames: int, B: int, cfg: bool,
-                generator: torch.Generator, on_step: Callable[[], None]) -> Iterator[torch.Tensor]:
+                generator: torch.Generator, on_step: Callable[[], None], p: GenerationParams
+                ) -> Iterator[torch.Tensor]:
         """One window of at most max_duration: yields newly completed frames after the prompt."""
-        lm, p = self.lm, self.params
+        lm = self.lm
         K, special = lm.cfg.n_q, lm.cfg.special_token
         prompt_len = 0 if prompt is None else prompt.shape[-1]
         codes = torch.full((B, K, n_frames), -1, dtype=torch.long, device=self.device)
@@ -347,7 +418,7 @@ class MusicGen:
                 pos = torch.tensor([ctx.prefix_len + prev], device=self.device) if pos is None else pos + 1
                 gumbel = None if not p.use_sampling else -torch.log(-torch.log(
                     torch.rand(B, K, lm.cfg.card, generator=generator, device=self.device)))
-                nxt = self._step(x, ctx, cache, pos, gumbel, cfg)
+                nxt = self._step(x, ctx, cache, pos, gumbel, cfg, p)
             else:
                 logits = lm(torch.cat([x, x]) if cfg else x, ctx, cache, start=prev)[:, :, -1]  # [B(*2), K, card]
                 nxt = sample_next_token(guide(logits, p.cfg_coef) if cfg else logits, p, generator)
@@ -379,7 +450,3 @@ class MusicGen:
 
 def _print_progress(done: int, total: int) -> None:
     print(f"{done:6d} / {total:6d}", end="\r" if done < total else "\n")
-
-
-def _as_list(descriptions) -> list[str | None]:
-    return [descriptions] if isinstance(descriptions, str) or descriptions is None else list(descriptions)

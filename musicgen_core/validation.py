@@ -1,10 +1,11 @@
 """Validation of user requests: prompt, duration, seed, sampling parameters and input audio.
 
-Pure functions for any front end (the web demo, the CLI): each returns the cleaned value or raises `InputError` with
-a message that says what is wrong and how to fix it.
+Pure functions for every boundary (the library's public methods, the web demo, the CLI): each returns the cleaned
+value or raises `InputError` with a message that says what is wrong and how to fix it.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from pathlib import Path
@@ -87,6 +88,62 @@ def check_sampling(top_k, top_p, temperature, cfg_coef) -> dict[str, float | int
     return values
 
 
+def check_descriptions(descriptions) -> list[str | None]:
+    """A generation call's descriptions as a list: a string is one description, None one without text."""
+    items = [descriptions] if isinstance(descriptions, str) or descriptions is None else list(descriptions)
+    if not items:
+        raise InputError("descriptions is empty: pass a list with at least one description (None for no text).")
+    for item in items:
+        if item is not None and not isinstance(item, str):
+            raise InputError(f"descriptions must be strings or None, got {type(item).__name__}.")
+    return items
+
+
+def check_params(params, max_duration: float):
+    """A `GenerationParams` with every field in range (top_k made a whole number), else InputError."""
+    duration = _number(params.duration, "Duration")
+    if duration <= 0:
+        raise InputError(f"Duration must be a positive number of seconds, got {duration:g}.")
+    sampling = check_sampling(params.top_k, params.top_p, params.temperature, params.cfg_coef)
+    if duration > max_duration and params.extend_stride is not None:
+        stride = _number(params.extend_stride, "extend_stride")
+        if not 0 < stride < max_duration:
+            raise InputError(f"extend_stride must be between 0 and the model's max_duration ({max_duration:g} s) "
+                             f"for durations above it, got {stride:g}.")
+    return dataclasses.replace(params, duration=duration, **sampling)
+
+
+def _check_rate(sample_rate, what: str) -> int:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) \
+            or not 1000 <= sample_rate <= 384000:
+        raise InputError(f"{what} has an unsupported sample rate ({sample_rate} Hz): use 8-192 kHz audio.")
+    return int(sample_rate)
+
+
+def _check_finite(array, what: str) -> None:
+    if not (np.isfinite(array).all() if isinstance(array, np.ndarray) else torch.isfinite(array).all()):
+        raise InputError(f"{what} contains invalid samples (NaN or infinity): the file is corrupt, export it again.")
+
+
+def check_waveform(wav, sample_rate: int, what: str = "The melody", batched: bool = False) -> torch.Tensor:
+    """A waveform given to the library -> float32 tensor [C, T] ([B, C, T] when `batched`; [T] / [C, T] are
+    promoted), with a usable sample rate, some samples and only finite ones."""
+    _check_rate(sample_rate, what)
+    if not isinstance(wav, torch.Tensor):
+        wav = torch.as_tensor(np.asarray(wav))
+    wav = wav.float()
+    dims = 3 if batched else 2
+    while wav.dim() < dims:
+        wav = wav[None]
+    if wav.dim() != dims or wav.shape[-2] == 0:
+        raise InputError(f"{what} has an unexpected shape {tuple(wav.shape)}: expected "
+                         f"{'[batch, channels, samples]' if batched else '[channels, samples]'}.")
+    if wav.shape[-1] == 0:
+        raise InputError(f"{what} is empty (0 samples).")
+    _check_finite(wav, what)
+    return wav
+
+
 def check_audio(wav, sample_rate: int, what: str = "The melody") -> tuple[torch.Tensor, list[str]]:
     """Validate audio of any channel count and sample rate -> (float32 wav [C, T] with peak <= 1, notes).
 
@@ -94,9 +151,7 @@ def check_audio(wav, sample_rate: int, what: str = "The melody") -> tuple[torch.
     short, too long, silent or non-finite audio and unusable sample rates; `notes` are warnings about audio that is
     usable but poor (clipped).
     """
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) \
-            or not 1000 <= sample_rate <= 384000:
-        raise InputError(f"{what} has an unsupported sample rate ({sample_rate} Hz): use 8-192 kHz audio.")
+    _check_rate(sample_rate, what)
     array = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
     if array.dtype.kind in "iu":
         info = np.iinfo(array.dtype)
@@ -115,8 +170,7 @@ def check_audio(wav, sample_rate: int, what: str = "The melody") -> tuple[torch.
     if seconds > MAX_AUDIO_SECONDS:
         raise InputError(f"{what} is too long ({seconds:.0f} s); the limit is {MAX_AUDIO_SECONDS:.0f} s "
                          f"({MAX_AUDIO_SECONDS / 60:g} min): trim it first.")
-    if not np.isfinite(array).all():
-        raise InputError(f"{what} contains invalid samples (NaN or infinity): the file is corrupt, export it again.")
+    _check_finite(array, what)
     rms = float(np.sqrt(np.mean(np.square(array, dtype=np.float64))))
     if rms < SILENCE_RMS:
         level = f"{20 * math.log10(rms):.0f} dBFS" if rms > 0 else "all samples are zero"
@@ -132,14 +186,17 @@ def check_audio(wav, sample_rate: int, what: str = "The melody") -> tuple[torch.
     return torch.from_numpy(array), notes
 
 
-def check_continuation(prompt_seconds: float, duration: float, max_duration: float) -> None:
-    """Audio to continue must leave at least half a second to generate and fit in one model window."""
-    if prompt_seconds > max_duration - 0.5:
+def check_continuation(prompt_seconds: float, duration: float, max_duration: float | None = None,
+                       margin: float = 0.5) -> None:
+    """Audio to continue must leave `margin` seconds to generate (the demo's half second; the library, like
+    audiocraft, takes a prompt as long as the duration) and, with `max_duration`, fit in one model window (the demo's
+    limit; the library keeps the last part of a longer prompt as the window's context)."""
+    if max_duration is not None and prompt_seconds > max_duration - 0.5:
         raise InputError(f"The audio to continue is {prompt_seconds:.1f} s long; this model continues at most "
                          f"{max_duration - 0.5:g} s: trim it.")
-    if prompt_seconds + 0.5 > duration:
-        raise InputError(f"The audio to continue is {prompt_seconds:.1f} s long: set the duration to at least "
-                         f"{math.ceil(prompt_seconds + 0.5)} s, or trim the audio.")
+    if prompt_seconds + margin > duration:
+        raise InputError(f"The audio to continue is {prompt_seconds:.2f} s long: set the duration to at least "
+                         f"{math.ceil(prompt_seconds + margin)} s, or trim the audio.")
 
 
 def read_audio(path, what: str = "The melody") -> tuple[torch.Tensor, int, list[str]]:

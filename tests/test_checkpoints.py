@@ -223,7 +223,7 @@ def test_not_a_checkpoint_folder(tmp_path):
 def test_safetensors_are_mapped_copy_on_write_and_survive_dropped_pages(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from musicgen_core.checkpoints import dropping_read_pages, read_safetensors
+    from musicgen_core.weights import dropping_read_pages, read_safetensors
 
     tensors = {"f32": torch.randn(3, 5), "bf16": torch.randn(7).bfloat16(), "f16": torch.randn(2, 2).half(),
                "i64": torch.arange(4), "u8": torch.arange(6, dtype=torch.uint8), "empty": torch.zeros(0, 3),

@@ -43,5 +43,5 @@ def test_lead_families():
 def test_shipped_probes_load():
     from pathlib import Path
 
-    probes = load_probes(Path(__file__).resolve().parent.parent / "assets" / "eval" / "probes.npz")
+    probes = load_probes(Path(__file__).resolve().parent.parent / "musicgen_core" / "eval" / "probes.npz")
     assert len(probes["style"].classes) == 19

@@ -1,4 +1,4 @@
-"""The shipped default model (assets/default): it loads offline, its codec reconstructs held-out clips, and it makes
+"""The shipped default model (musicgen_core/assets/default): it loads offline, its codec reconstructs held-out clips, and it makes
 audible music from text and from a hummed melody."""
 from __future__ import annotations
 

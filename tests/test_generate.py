@@ -22,8 +22,7 @@ def melody_model(hf_melody_dir) -> MusicGen:
 
 def short_windows(m: MusicGen, max_duration: float) -> MusicGen:
     """The same weights with a shorter max_duration, so long-form windowing is cheap to exercise."""
-    short = MusicGen(m.lm, m.compression_model, m.text_encoder, dataclasses.replace(m.config, max_duration=max_duration))
-    return short
+    return MusicGen(m.lm, m.codec, m.text_encoder, dataclasses.replace(m.config, max_duration=max_duration))
 
 
 def test_top_k_top_p_and_greedy():
@@ -50,83 +49,87 @@ def test_top_p_keeps_the_nucleus():
 
 
 def test_bare_string_and_shapes(model):
-    model.set_generation_params(duration=0.2)
-    wav, codes = model.generate("a single prompt", return_tokens=True, seed=0)
+    wav, codes = model.generate("a single prompt", return_tokens=True, seed=0, duration=0.2)
     assert codes.shape == (1, 4, 10) and wav.shape == (1, 1, 10 * 640)
     assert wav.dtype == torch.float32 and model.last_seed == 0
 
 
 def test_continuation_keeps_the_prompt(model):
-    model.set_generation_params(duration=0.4, use_sampling=False)
     prompt = torch.randn(2, 1, 3000) * 0.1  # 0.09375 s -> 5 frames
     prompt_codes = model.compression_model.encode(prompt)
-    wav, codes = model.generate_continuation(prompt, 32000, ["folk", None], return_tokens=True)
+    wav, codes = model.generate_continuation(prompt, 32000, ["folk", None], return_tokens=True, duration=0.4,
+                                             use_sampling=False)
     assert codes.shape == (2, 4, 20)
     assert torch.equal(codes[..., :5], prompt_codes)
     assert wav.shape[-1] == 20 * 640
-    with pytest.raises(ValueError, match="longer than the duration"):
-        model.set_generation_params(duration=0.05)
-        model.generate_continuation(prompt, 32000)
+    with pytest.raises(ValueError, match=r"The audio to continue is 0\.09 s long: set the duration to at least 1 s"):
+        model.generate_continuation(prompt, 32000, duration=0.05)
 
 
 def test_continuation_resamples_and_downmixes(model):
-    model.set_generation_params(duration=0.3)
-    wav = model.generate_continuation(torch.randn(2, 1600) * 0.1, 16000, seed=1)  # stereo [C, T] at 16 kHz
+    wav = model.generate_continuation(torch.randn(2, 1600) * 0.1, 16000, seed=1, duration=0.3)  # [C, T] at 16 kHz
     assert wav.shape == (1, 1, 15 * 640)
 
 
 def test_long_form_windows(model):
     short = short_windows(model, max_duration=0.4)  # 20 frames a window
-    short.set_generation_params(duration=1.0, use_sampling=False, extend_stride=0.2)
-    assert short._windows(50, 0) == [(0, 20, 0), (10, 20, 10), (20, 20, 10), (30, 20, 10)]
-    _, codes = short.generate(["jazz"], return_tokens=True)
+    p = GenerationParams(duration=1.0, use_sampling=False, extend_stride=0.2)
+    assert short._windows(50, 0, p) == [(0, 20, 0), (10, 20, 10), (20, 20, 10), (30, 20, 10)]
+    _, codes = short.generate(["jazz"], return_tokens=True, params=p)
     assert codes.shape == (1, 4, 50)
-    short.set_generation_params(duration=0.4, use_sampling=False, extend_stride=0.2)
-    _, first = short.generate(["jazz"], return_tokens=True)
+    _, first = short.generate(["jazz"], return_tokens=True, params=dataclasses.replace(p, duration=0.4))
     assert torch.equal(codes[..., :20], first)  # the first window is an ordinary generation
+
+
+def test_a_prompt_longer_than_the_window_keeps_its_last_part(model):
+    short = short_windows(model, max_duration=0.4)  # 20 frames a window, stride 12: later windows keep 8 frames
+    p = GenerationParams(duration=0.6, use_sampling=False)
+    assert short._windows(30, 22, p) == [(14, 16, 8)]  # the last 8 prompt frames, then 8 new ones
+    prompt = torch.randn(1, 1, 22 * 640) * 0.1
+    _, codes = short.generate_continuation(prompt, 32000, ["jazz"], return_tokens=True, params=p)
+    assert codes.shape == (1, 4, 30)
+    assert torch.equal(codes[..., :22], short.compression_model.encode(prompt))
 
 
 def test_long_form_with_melody(melody_model):
     short = short_windows(melody_model, max_duration=0.4)
-    short.set_generation_params(duration=0.9, extend_stride=0.2)
     melody = torch.sin(torch.arange(20000) / 32000 * 2 * torch.pi * 440)[None]
-    wav, codes = short.generate_with_chroma(["a tune"], [melody], 32000, return_tokens=True, seed=3)
+    wav, codes = short.generate_with_chroma(["a tune"], [melody], 32000, return_tokens=True, seed=3, duration=0.9,
+                                            extend_stride=0.2)
     assert codes.shape == (1, 4, 45)
 
 
 def test_progress_callback_counts_every_step(model):
-    calls = []
-    model.set_custom_progress_callback(lambda done, total: calls.append((done, total)))
-    try:
-        model.set_generation_params(duration=0.2)
-        model.generate(["x"], seed=0)
-    finally:
-        model.set_custom_progress_callback(None)
+    calls, printed = [], []
+    model.generate(["x"], seed=0, duration=0.2, progress=lambda done, total: calls.append((done, total)))
     assert [d for d, _ in calls] == list(range(1, len(calls) + 1))
     assert calls[-1][0] == calls[-1][1] == 10 + 3  # 10 frames + 3 delay steps
+    model.set_custom_progress_callback(lambda done, total: printed.append(done))  # audiocraft's way
+    try:
+        model.generate(["x"], seed=0, duration=0.2, progress=True)
+    finally:
+        model.set_custom_progress_callback(None)
+    assert printed == [d for d, _ in calls]
 
 
 def test_stream_equals_generate(model):
-    model.set_generation_params(duration=0.6)
-    full = model.generate(["rock"], seed=7)
-    chunks = list(model.stream(["rock"], seed=7, chunk_duration=0.1))
+    full = model.generate(["rock"], seed=7, duration=0.6)
+    chunks = list(model.stream(["rock"], seed=7, chunk_duration=0.1, duration=0.6))
     assert len(chunks) > 3
     torch.testing.assert_close(torch.cat(chunks, dim=-1), full, atol=1e-5, rtol=0)
-    _, codes = model.generate(["rock"], seed=7, return_tokens=True)
-    pairs = list(model.stream(["rock"], seed=7, chunk_duration=0.1, return_tokens=True))
+    _, codes = model.generate(["rock"], seed=7, return_tokens=True, duration=0.6)
+    pairs = list(model.stream(["rock"], seed=7, chunk_duration=0.1, return_tokens=True, duration=0.6))
     assert torch.equal(torch.cat([c for _, c in pairs], dim=-1), codes)
 
 
 def test_unconditional(model):
-    model.set_generation_params(duration=0.2)
-    wav = model.generate_unconditional(3, seed=0)
+    wav = model.generate_unconditional(3, seed=0, duration=0.2)
     assert wav.shape == (3, 1, 10 * 640) and torch.isfinite(wav).all()
 
 
 def test_melody_batch_with_missing_and_unequal_melodies(melody_model):
-    melody_model.set_generation_params(duration=0.2)
     melodies = [torch.randn(1, 40000) * 0.1, None, torch.randn(2, 9000) * 0.1]
-    wav = melody_model.generate_with_chroma(["a", "b", "c"], melodies, 32000, seed=0)
+    wav = melody_model.generate_with_chroma(["a", "b", "c"], melodies, 32000, seed=0, duration=0.2)
     assert wav.shape == (3, 1, 10 * 640)
 
 
@@ -141,10 +144,8 @@ def test_cfg_coef_one_skips_the_unconditional_pass(model):
     calls = []
     handle = model.lm.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
     try:
-        model.set_generation_params(duration=0.1, cfg_coef=1.0)
-        model.generate(["a", "b"], seed=0)
-        model.set_generation_params(duration=0.1, cfg_coef=3.0)
-        model.generate(["a", "b"], seed=0)
+        model.generate(["a", "b"], seed=0, duration=0.1, cfg_coef=1.0)
+        model.generate(["a", "b"], seed=0, duration=0.1, cfg_coef=3.0)
     finally:
         handle.remove()
     n = len(calls) // 2
@@ -153,6 +154,5 @@ def test_cfg_coef_one_skips_the_unconditional_pass(model):
 
 def test_default_extend_stride_is_sixty_percent_of_the_window(model):
     short = short_windows(model, max_duration=0.4)  # 20 frames a window, default stride 12 frames
-    short.set_generation_params(duration=0.8)
-    assert short._windows(40, 0) == [(0, 20, 0), (12, 20, 8), (24, 16, 8)]
-    assert short.generate(["jazz"], seed=0).shape[-1] == 40 * 640
+    assert short._windows(40, 0, GenerationParams(duration=0.8)) == [(0, 20, 0), (12, 20, 8), (24, 16, 8)]
+    assert short.generate(["jazz"], seed=0, duration=0.8).shape[-1] == 40 * 640

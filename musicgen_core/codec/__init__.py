@@ -1,4 +1,4 @@
 """The audio tokenizer (EnCodec-style codec)."""
-from .encodec import Codec, CodecOutput, StreamingDecoder
+from .encodec import Codec, CodecOutput, StereoCodec, StreamingDecoder
 
-__all__ = ["Codec", "CodecOutput", "StreamingDecoder"]
+__all__ = ["Codec", "CodecOutput", "StereoCodec", "StreamingDecoder"]

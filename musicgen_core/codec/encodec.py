@@ -89,13 +89,53 @@ class Codec(nn.Module):
         return self
 
 
+class StereoCodec(nn.Module):
+    """Stereo through a mono codec, as audiocraft's `InterleaveStereoCompressionModel` and transformers' stereo
+    MusicGen: each channel is coded on its own and the codebooks interleave the channels, L0, R0, L1, R1, ...
+    `encode(wav [B, 2, T]) -> codes [B, 2K, F]` (left = codes[:, 0::2], right = codes[:, 1::2]); `decode` inverts."""
+
+    channels = 2
+
+    def __init__(self, mono: Codec):
+        super().__init__()
+        self.mono = mono
+
+    sample_rate = property(lambda self: self.mono.sample_rate)
+    hop_length = property(lambda self: self.mono.hop_length)
+    frame_rate = property(lambda self: self.mono.frame_rate)
+    cardinality = property(lambda self: self.mono.cardinality)
+    n_q = property(lambda self: 2 * self.mono.n_q)
+
+    def encode(self, wav: torch.Tensor) -> torch.Tensor:
+        if wav.dim() != 3 or wav.shape[1] != 2:
+            raise ValueError(f"expected wav [B, 2, T], got {tuple(wav.shape)}")
+        codes = self.mono.encode(wav.flatten(0, 1)[:, None])  # [B * 2, K, F], rows L, R, L, R, ...
+        B, (_, K, F) = wav.shape[0], codes.shape
+        return codes.view(B, 2, K, F).transpose(1, 2).reshape(B, 2 * K, F)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return join_channels(self.mono.decode(split_channels(codes)))
+
+
+def split_channels(codes: torch.Tensor) -> torch.Tensor:
+    """Interleaved stereo codes [B, 2K, F] -> mono codes [2B, K, F], the left channels first."""
+    return torch.cat([codes[:, 0::2], codes[:, 1::2]])
+
+
+def join_channels(wav: torch.Tensor) -> torch.Tensor:
+    """[2B, 1, T] (left channels first) -> [B, 2, T]."""
+    return torch.cat(wav.chunk(2), dim=1)
+
+
 class StreamingDecoder:
     """Decodes codes that arrive in order, chunk by chunk, into the waveform that decoding them whole gives (up to
     float rounding), decoding each frame about once: the convolutions get the few frames of context they read on
     either side of a chunk and the decoder's LSTM carries its state from chunk to chunk. Chunk [start, stop) can be
     decoded once the codes up to stop + `lookahead` (or the end) are known."""
 
-    def __init__(self, codec: Codec):
+    def __init__(self, codec: Codec | StereoCodec):
+        self.stereo = isinstance(codec, StereoCodec)
+        codec = codec.mono if self.stereo else codec
         self.quantizer, self.hop = codec.quantizer, codec.hop_length
         self.pre, self.lstm, self.post, (self.pre_left, self.pre_right, self.reach) = codec.decoder.streaming_parts()
         self.lookahead = self.pre_right + self.reach
@@ -105,6 +145,7 @@ class StreamingDecoder:
     def __call__(self, codes: torch.Tensor, stop: int, final: bool = False) -> torch.Tensor:
         """wav [B, C, (stop - start) * hop] of frames [start, stop) of codes [B, K, n], the codes known so far (the
         whole piece with final, else n >= stop + lookahead); the next call continues at stop."""
+        codes = split_channels(codes) if self.stereo else codes
         start, n = self.start, codes.shape[-1]
         if not start < stop <= n or not (final or n >= stop + self.lookahead):
             raise ValueError(f"cannot decode frames [{start}, {stop}) from {n} frames (look-ahead {self.lookahead})")
@@ -117,4 +158,5 @@ class StreamingDecoder:
             tail, _ = self.lstm.run(x[..., carry:], state)
             x, self.state = torch.cat([head, tail], dim=-1), state
         self.start = stop
-        return self.post(x)[..., (start - first) * self.hop:(stop - first) * self.hop]
+        wav = self.post(x)[..., (start - first) * self.hop:(stop - first) * self.hop]
+        return join_channels(wav) if self.stereo else wav

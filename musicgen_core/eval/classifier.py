@@ -131,7 +131,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--codec", default="default",
                    help="also fit on the clips as this model's codec reconstructs them (model folder, 'default' for "
                         "the embedded default, 'none' for rendered audio only)")
-    p.add_argument("--out", default="assets/eval/probes.npz")
+    p.add_argument("--out", default="musicgen_core/eval/probes.npz")
     p.set_defaults(func=lambda a: print(train_probes(a.n, a.valid, a.dur, Path(a.out), _codec(a.codec))))
 
 

@@ -33,7 +33,7 @@ from .classifier import clip_features, lead_family, load_probes
 from .voices import VOICES
 
 EVAL_SEED = 2_000_000  # validation seeds [EVAL_SEED, ...) are used by evaluation only
-PROBES = Path(__file__).resolve().parents[2] / "assets" / "eval" / "probes.npz"
+PROBES = Path(__file__).resolve().parent / "probes.npz"  # package data
 # figures also measured on the real clips as the model's codec reconstructs them: the most its LM can reach
 CODEC_CEILINGS = ("style_accuracy", "family_accuracy", "tempo_within_8pct")
 
@@ -59,20 +59,22 @@ def melody_query(example, voice: str, duration: float) -> np.ndarray:
     return finish(VOICES[voice](example.metadata["melody"], rng, duration), -20.0)
 
 
-def _generate(model, prompts: list[str], melodies: list[np.ndarray] | None, seed: int) -> list[np.ndarray]:
+def _generate(model, prompts: list[str], melodies: list[np.ndarray] | None, seed: int, params) -> list[np.ndarray]:
     if melodies is None:
-        wav = model.generate(prompts, seed=seed)
+        wav = model.generate(prompts, seed=seed, params=params)
     else:
-        wav = model.generate_with_chroma(prompts, [torch.from_numpy(m)[None] for m in melodies], 32000, seed=seed)
+        wav = model.generate_with_chroma(prompts, [torch.from_numpy(m)[None] for m in melodies], 32000, seed=seed,
+                                         params=params)
     return [w[0].float().cpu().numpy() for w in wav]
 
 
-def generate_all(model, items, melodies, batch: int, seed: int) -> list[np.ndarray]:
+def generate_all(model, items, melodies, batch: int, seed: int, params) -> list[np.ndarray]:
     """One clip per item (batch b gets seed + b, so runs with and without melodies are paired)."""
     out = []
     for b, start in enumerate(range(0, len(items), batch)):
         prompts = [ex.caption for ex in items[start:start + batch]]
-        out += _generate(model, prompts, None if melodies is None else melodies[start:start + batch], seed + b)
+        out += _generate(model, prompts, None if melodies is None else melodies[start:start + batch], seed + b,
+                         params)
     return out
 
 
@@ -109,26 +111,28 @@ def adherence(rows: list[dict]) -> dict:
     }
 
 
-def real_time_factor(model, prompt: str, seed: int) -> float:
+def real_time_factor(model, prompt: str, seed: int, params) -> float:
     """Audio seconds per wall second of one 1-clip request (after a warm-up request)."""
-    model.generate([prompt], seed=seed)
+    model.generate([prompt], seed=seed, params=params)
     start = time.perf_counter()
-    model.generate([prompt], seed=seed)
-    return model.duration / (time.perf_counter() - start)
+    model.generate([prompt], seed=seed, params=params)
+    return params.duration / (time.perf_counter() - start)
 
 
-def evaluate(model, items, references: dict, melody: bool, batch: int = 8, seed: int = 0) -> dict:
-    """All figures for one model on `items` (see the module docstring); `references` from `reference_figures`."""
+def evaluate(model, items, references: dict, melody: bool, batch: int = 8, seed: int = 0, params=None) -> dict:
+    """All figures for one model on `items` (see the module docstring); `references` from `reference_figures`;
+    `params`: the generation settings (default: the model's)."""
+    params = params or model.params
     probes, sr = references["probes"], model.sample_rate
-    text_clips = generate_all(model, items, None, batch, seed)
+    text_clips = generate_all(model, items, None, batch, seed, params)
     rows = score_clips(text_clips, items, probes, sr)
     feats = np.stack([r.pop("features") for r in rows])
     summary = {**adherence(rows), "frechet_distance": _frechet(feats, references["features"], probes),
-               "real_time_factor": real_time_factor(model, items[0].caption, seed)}
+               "real_time_factor": real_time_factor(model, items[0].caption, seed, params)}
     if melody:
         voices = [list(VOICES)[i % len(VOICES)] for i in range(len(items))]
-        queries = [melody_query(ex, v, model.duration) for ex, v in zip(items, voices)]
-        melody_clips = generate_all(model, items, queries, batch, seed)
+        queries = [melody_query(ex, v, params.duration) for ex, v in zip(items, voices)]
+        melody_clips = generate_all(model, items, queries, batch, seed, params)
         for row, v, q, with_m, without in zip(rows, voices, queries, melody_clips, text_clips):
             row.update(voice=v, chroma_with_melody=metrics.chroma_cosine(with_m, q, sr),
                        chroma_without_melody=metrics.chroma_cosine(without, q, sr),
@@ -256,7 +260,7 @@ def run_eval(models: list[str], n: int, duration: float, melody: bool, out: Path
              seed: int = 0, precisions: tuple[str, ...] = ("fp32",), cfg_coefs: tuple[float, ...] = ()) -> str:
     """Evaluate every model at every precision and CFG coefficient (none given: the generation default, unnamed) on
     the same items and seeds; write the report to `out`."""
-    from ..generate import MusicGen
+    from ..generate import GenerationParams, MusicGen
 
     items = eval_items(n, duration, tunes_only=melody)
     reference = reference_figures(items)
@@ -267,10 +271,10 @@ def run_eval(models: list[str], n: int, duration: float, melody: bool, out: Path
             model = MusicGen.from_pretrained(path, precision=precision)
             ceilings = ceilings or codec_ceilings(model.compression_model, items, reference["probes"])
             for coef in cfg_coefs or (None,):
-                model.set_generation_params(duration=duration, **({} if coef is None else {"cfg_coef": coef}))
+                params = GenerationParams(duration=duration, **({} if coef is None else {"cfg_coef": coef}))
                 name = ((Path(path).name or path) + ("" if precision == "fp32" else f"-{precision}")
                         + (f"-cfg{coef:g}" if cfg_coefs else ""))
-                results[name] = evaluate(model, items, reference, melody, batch, seed)
+                results[name] = evaluate(model, items, reference, melody, batch, seed, params)
                 results[name]["summary"].update(ceilings)
     settings = {"models": " vs ".join(models), "precisions": ", ".join(precisions), "n": n, "duration": duration,
                 "melody": melody, "seed": seed, "eval_seeds": f"{EVAL_SEED}+", "threads": torch.get_num_threads()}

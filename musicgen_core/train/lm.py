@@ -146,8 +146,7 @@ def write_samples(model, folder: Path, step: int, seconds: float = 5.0) -> None:
     from ..audio import save_audio
 
     folder.mkdir(parents=True, exist_ok=True)
-    model.set_generation_params(duration=seconds)
-    wav, codes = model.generate(list(SAMPLE_PROMPTS), return_tokens=True, seed=step)
+    wav, codes = model.generate(list(SAMPLE_PROMPTS), return_tokens=True, seed=step, duration=seconds)
     special = model.config.lm.special_token
     for i, (w, c) in enumerate(zip(wav, codes)):
         save_audio(folder / f"step_{step}_{i}.wav", w, model.sample_rate)
@@ -301,7 +300,7 @@ def add_cli(subparsers) -> None:
     e = subparsers.add_parser("export-default", help="ship an LM run (EMA weights) + its codec as a model folder")
     e.add_argument("--codec", required=True, help="exported codec folder or codec run latest.pt")
     e.add_argument("--lm", required=True, help="LM run checkpoint (latest.pt), or a model folder whose LM to keep")
-    e.add_argument("--out", default="assets/default")
+    e.add_argument("--out", default="musicgen_core/assets/default")
     e.add_argument("--weights", choices=("ema", "lm"), default="ema",
                    help="the EMA of the weights (default) or the raw weights (early in a run)")
     e.set_defaults(func=lambda args: print(
