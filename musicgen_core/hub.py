@@ -18,7 +18,7 @@ import shutil
 import warnings
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx  # huggingface_hub's HTTP client
 import torch
 from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled,
@@ -78,7 +78,9 @@ def download(repo_id: str, revision: str | None = None, cache_dir: str | os.Path
         weights = sum(size for name, size in sizes.items() if _matches(name, patterns) and _is_weight(name))
         _check_memory(repo_id, weights / _ON_DISK.get(dtype, 4), device, precision)
         _check_disk(repo_id, cache, sum(size for name, size in sizes.items() if _matches(name, patterns)))
-        return Path(snapshot_download(repo_id, allow_patterns=list(patterns), **kwargs))
+        names = sorted((name for name in sizes if _matches(name, patterns)), key=lambda n: sizes[n])
+        paths = [Path(hf_hub_download(repo_id, name, **kwargs)) for name in names]  # each with a byte progress bar
+        return paths[0].parents[len(Path(names[0]).parts) - 1]  # the snapshot folder
     except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError) as e:
         raise _explain(e, repo_id, revision) from None
     except OSError as e:
@@ -180,8 +182,8 @@ def _explain(e: Exception, repo_id: str, revision: str | None) -> HubError:
 
 
 def _interrupted(repo_id: str, cache: Path, e: Exception) -> HubError:
-    return HubError(f"downloading {repo_id} was interrupted ({_first_line(e)}): run the same command again to "
-                    f"resume; what was downloaded is kept in {cache}.")
+    return HubError(f"downloading {repo_id} was interrupted ({_first_line(e)}): check the connection and run the "
+                    f"same command again; the files already downloaded are kept in {cache}.")
 
 
 def _disk_full(repo_id: str, cache: Path, total: int | None = None) -> HubError:

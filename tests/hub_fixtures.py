@@ -198,7 +198,7 @@ class FakeHub:
     def __init__(self):
         self._repos: dict[str, _Repo] = {}
         self._lfs: dict[str, bytes] = {}
-        self._fail: dict[str, int] = {}
+        self._fail: dict[str, list[int]] = {}
         self._lock = threading.Lock()
         self.requests: list[HubRequest] = []
         self.counts: Counter[str] = Counter()
@@ -243,10 +243,10 @@ class FakeHub:
             self._lfs.update({b.sha256: b.data for b in blobs.values() if b.lfs})
         return commit
 
-    def fail_after(self, filename: str, n_bytes: int) -> None:
-        """Make the next GET of `filename`'s content close the connection after `n_bytes` bytes of body."""
+    def fail_after(self, filename: str, n_bytes: int, times: int = 1) -> None:
+        """Make the next `times` GETs of `filename`'s content close the connection after `n_bytes` bytes of body."""
         with self._lock:
-            self._fail[filename] = n_bytes
+            self._fail[filename] = [n_bytes] * times
 
     def patch_endpoint(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Point huggingface_hub at this server: HF_ENDPOINT and every value derived from it at import time.
@@ -407,7 +407,8 @@ class FakeHub:
         limit = None
         if handler.command == "GET":
             with self._lock:
-                limit = self._fail.pop(filename, None)
+                pending = self._fail.get(filename)
+                limit = pending.pop() if pending else None
         _send(handler, status, headers, body, limit)
 
 
