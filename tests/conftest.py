@@ -7,8 +7,9 @@ import torch
 from musicgen_core.conditioning.text import minilm_folder
 
 
-def tiny_hf_musicgen(melody: bool, seed: int = 0):
-    """A tiny MusicgenForConditionalGeneration / MusicgenMelodyForConditionalGeneration with random weights.
+def tiny_hf_musicgen(melody: bool, seed: int = 0, stereo: bool = False):
+    """A tiny MusicgenForConditionalGeneration / MusicgenMelodyForConditionalGeneration with random weights (stereo:
+    8 codebooks interleaving left and right, as facebook/musicgen-stereo-*).
 
     The T5 text encoder uses the BERT vocabulary (30522) of the installed all-MiniLM-L6-v2 tokenizer.
     """
@@ -20,7 +21,8 @@ def tiny_hf_musicgen(melody: bool, seed: int = 0):
                           hidden_size=16, codebook_size=2048, use_causal_conv=False, normalize=False,
                           use_conv_shortcut=False)
     dec_kw = dict(vocab_size=2048, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, ffn_dim=256,
-                  num_codebooks=4, pad_token_id=2048, bos_token_id=2048, decoder_start_token_id=2048)
+                  num_codebooks=8 if stereo else 4, audio_channels=2 if stereo else 1, pad_token_id=2048,
+                  bos_token_id=2048, decoder_start_token_id=2048)
     if melody:
         from transformers import (MusicgenMelodyConfig, MusicgenMelodyDecoderConfig,
                                   MusicgenMelodyForConditionalGeneration as Model)
@@ -59,3 +61,15 @@ def hf_musicgen_dir(tmp_path_factory, bert_tokenizer):
 def hf_melody_dir(tmp_path_factory, bert_tokenizer):
     model = tiny_hf_musicgen(melody=True, seed=1)
     return model, _save(model, bert_tokenizer, tmp_path_factory.mktemp("hf_melody"))
+
+
+@pytest.fixture(scope="session")
+def hf_stereo_dir(tmp_path_factory, bert_tokenizer):
+    model = tiny_hf_musicgen(melody=False, seed=2, stereo=True)
+    return model, _save(model, bert_tokenizer, tmp_path_factory.mktemp("hf_stereo"))
+
+
+@pytest.fixture(scope="session")
+def hf_stereo_melody_dir(tmp_path_factory, bert_tokenizer):
+    model = tiny_hf_musicgen(melody=True, seed=3, stereo=True)
+    return model, _save(model, bert_tokenizer, tmp_path_factory.mktemp("hf_stereo_melody"))

@@ -68,21 +68,24 @@ def audiocraft_codec_keys(hf_sd: dict) -> dict:
 
 
 def write_audiocraft(hf, tokenizer, folder, melody: bool = False):
-    """Save a transformers model's random weights in audiocraft's layout (state_dict.bin + compression_state_dict)."""
-    sd = hf.state_dict()
-    lm_cfg = {"transformer_lm": {"dim": 64, "num_heads": 4, "num_layers": 2, "hidden_scale": 4, "n_q": 4,
+    """Save a transformers model's random weights in audiocraft's layout (state_dict.bin + compression_state_dict;
+    a stereo model as audiocraft's stereo fine-tunes: 8 codebooks, delays [0, 0, 1, 1, 2, 2, 3, 3])."""
+    sd, n_q = hf.state_dict(), hf.decoder.config.num_codebooks
+    channels = hf.decoder.config.audio_channels
+    lm_cfg = {"transformer_lm": {"dim": 64, "num_heads": 4, "num_layers": 2, "hidden_scale": 4, "n_q": n_q,
                                  "card": 2048},
-              "codebooks_pattern": {"modeling": "delay", "delay": {"delays": [0, 1, 2, 3], "flatten_first": 0,
-                                                                   "empty_initial": 0}},
+              "codebooks_pattern": {"modeling": "delay", "delay": {"delays": [k // channels for k in range(n_q)],
+                                                                   "flatten_first": 0, "empty_initial": 0}},
               "conditioners": {"description": {"model": "t5", "t5": {"name": "t5-base"}},
                                **({"self_wav": {"model": "chroma_stem"}} if melody else {})},
-              "dataset": {"segment_duration": 30}, "channels": 1, "sample_rate": 32000}
+              "interleave_stereo_codebooks": {"use": channels == 2, "per_timestep": False},
+              "dataset": {"segment_duration": 30}, "channels": channels, "sample_rate": 32000}
     codec_cfg = {"sample_rate": 32000, "channels": 1, "encodec": {"causal": False},
                  "seanet": {"dimension": 16, "n_filters": 4, "ratios": [8, 5, 4, 4], "n_residual_layers": 1,
                             "kernel_size": 7, "last_kernel_size": 7, "residual_kernel_size": 3, "dilation_base": 2,
                             "compress": 2, "lstm": 2, "pad_mode": "reflect", "true_skip": True},
                  "rvq": {"n_q": 4, "bins": 2048}}
-    torch.save({"best_state": audiocraft_lm_keys(sd, 4), "xp.cfg": yaml.safe_dump(lm_cfg), "version": "1.4",
+    torch.save({"best_state": audiocraft_lm_keys(sd, n_q), "xp.cfg": yaml.safe_dump(lm_cfg), "version": "1.4",
                 "exported": True}, folder / "state_dict.bin")
     torch.save({"best_state": audiocraft_codec_keys(sd), "xp.cfg": yaml.safe_dump(codec_cfg), "version": "1.4",
                 "exported": True}, folder / "compression_state_dict.bin")
@@ -101,10 +104,9 @@ def test_audiocraft_melody_format(hf_melody_dir, bert_tokenizer, tmp_path):
     hf = MusicGen.from_pretrained(hf_melody_dir[1], device="cpu")
     assert ac.config.lm.chroma and not ac.config.lm.cross_attention and ac.config.lm.chroma_length == 235
     melody = [torch.sin(torch.arange(32000) / 32000 * 2 * torch.pi * 330.0)[None]]
-    for m in (ac, hf):
-        m.set_generation_params(duration=0.2, use_sampling=False)
-    assert torch.equal(ac.generate_with_chroma(PROMPT, melody, 32000, return_tokens=True)[1],
-                       hf.generate_with_chroma(PROMPT, melody, 32000, return_tokens=True)[1])
+    kw = dict(return_tokens=True, duration=0.2, use_sampling=False)
+    assert torch.equal(ac.generate_with_chroma(PROMPT, melody, 32000, **kw)[1],
+                       hf.generate_with_chroma(PROMPT, melody, 32000, **kw)[1])
 
 
 def test_sharded_transformers_checkpoint(hf_musicgen_dir, bert_tokenizer, tmp_path):
@@ -117,8 +119,23 @@ def test_sharded_transformers_checkpoint(hf_musicgen_dir, bert_tokenizer, tmp_pa
 
 
 def greedy(model: MusicGen, prompts, duration=0.3):
-    model.set_generation_params(duration=duration, use_sampling=False)
-    return model.generate(prompts, return_tokens=True)
+    return model.generate(prompts, return_tokens=True, duration=duration, use_sampling=False)
+
+
+def test_audiocraft_stereo_format_matches_transformers_format(hf_stereo_dir, bert_tokenizer, tmp_path):
+    ac = MusicGen.from_pretrained(write_audiocraft(hf_stereo_dir[0], bert_tokenizer, tmp_path), device="cpu")
+    hf = MusicGen.from_pretrained(hf_stereo_dir[1], device="cpu")
+    assert ac.audio_channels == hf.audio_channels == 2
+    (wav_a, codes_a), (wav_b, codes_b) = greedy(ac, PROMPT), greedy(hf, PROMPT)
+    assert codes_a.shape == (1, 8, 15) and torch.equal(codes_a, codes_b)
+    torch.testing.assert_close(wav_a, wav_b, atol=1e-5, rtol=0)
+    assert wav_a.shape == (1, 2, 15 * 640)
+
+
+def test_stereo_round_trips_through_our_format(hf_stereo_dir, tmp_path):
+    hf = MusicGen.from_pretrained(hf_stereo_dir[1], device="cpu")
+    ours = MusicGen.from_pretrained(convert(hf_stereo_dir[1], tmp_path / "ours"), device="cpu")
+    assert ours.audio_channels == 2 and torch.equal(greedy(ours, PROMPT)[1], greedy(hf, PROMPT)[1])
 
 
 def test_audiocraft_format_matches_transformers_format(audiocraft_dir, hf_musicgen_dir):
