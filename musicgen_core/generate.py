@@ -25,7 +25,7 @@ from .conditioning.text import TextEncoder
 from .configs import MusicGenConfig
 from .lm.model import Context, MusicLM
 from .patterns import Pattern, get_pattern
-from .validation import check_continuation, check_descriptions, check_params, check_waveform
+from .validation import InputError, check_continuation, check_descriptions, check_params, check_waveform
 from .weights import CheckpointError
 
 
@@ -215,7 +215,7 @@ class MusicGen:
     def generate_unconditional(self, num_samples: int, progress: bool = False, return_tokens: bool = False,
                                seed: int | None = None, params: GenerationParams | None = None, **settings):
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples must be a whole number >= 1, got {num_samples!r}")
+            raise InputError(f"num_samples must be a whole number >= 1, got {num_samples!r}.")
         return self._run([None] * num_samples, None, None, progress, return_tokens, seed,
                          self._params(params, settings))
 
