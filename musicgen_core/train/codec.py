@@ -280,10 +280,7 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
 
 
 def add_cli(subparsers) -> None:
-    from . import real
-
     default = default_model_dir()
-    real.add_cli(subparsers)  # the corpus `--real` reads
     p = subparsers.add_parser("train-codec", help="train the audio tokenizer on the synthetic corpus, optionally "
                                                   "mixed with real music (resumable)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu-seanet")
