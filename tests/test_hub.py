@@ -78,6 +78,7 @@ def test_short_names_map_to_official_ids_with_a_warning(official, tmp_path, monk
     assert model.name == REPO
 
 
+@pytest.mark.slow
 def test_cache_built_by_the_test_loads_offline_in_a_fresh_process(hf_musicgen_dir, tmp_path):
     build_hub_cache(tmp_path / "home" / "hub", REPO, files_of(hf_musicgen_dir[1]))
     env = {**os.environ, "HF_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
@@ -172,6 +173,7 @@ def test_disk_full_is_refused_before_downloading(official, tmp_path, monkeypatch
     assert not weight_gets(official)
 
 
+@pytest.mark.slow
 def test_interrupted_download_resumes_or_says_what_to_do(official, tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 4096)
     official.fail_after("model.safetensors", 50_000)  # one drop: huggingface_hub resumes with a Range request

@@ -80,6 +80,7 @@ def test_concurrent_calls_with_different_settings_get_their_own_results(model):
         assert torch.equal(together[name], alone[name]), name
 
 
+@pytest.mark.slow
 def test_audiocraft_readme_example(hf_melody_dir, tmp_path, monkeypatch):
     """audiocraft's README example with its imports swapped (and the melody read without torchaudio's I/O)."""
     build_hub_cache(tmp_path / "hub", "facebook/musicgen-melody", {p.name: p for p in hf_melody_dir[1].iterdir()})
@@ -171,6 +172,7 @@ def test_cli_continues_a_long_mp3_with_the_default_model(tmp_path, capsys):
     assert "seed=0" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(window=st.sampled_from([0.2, 0.3, 0.5]), prompt_frames=st.integers(0, 30), extra=st.integers(0, 25),
        batch=st.integers(1, 2), stride=st.sampled_from([None, 0.1]), stream=st.booleans())
