@@ -1,6 +1,8 @@
-"""The shipped default model (musicgen_core/assets/default): it loads offline, its codec reconstructs held-out clips, and it makes
-audible music from text and from a hummed melody."""
+"""The shipped default model (package data, musicgen_core/assets/default): it loads offline, its codec reconstructs
+held-out clips, and it makes audible music from text and from a hummed melody."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +14,7 @@ from musicgen_core.train.data import make_example
 
 pytestmark = pytest.mark.skipif(not (default_model_dir() / "config.json").is_file(),
                                 reason="the default model is not built")
-HUM = default_model_dir().parent / "examples" / "ode_to_joy_hum.wav"
+HUM = Path(__file__).resolve().parent.parent / "assets" / "examples" / "ode_to_joy_hum.wav"
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +30,9 @@ def test_codec_round_trip_keeps_the_harmony(model):
 
 
 def test_text_and_melody_make_audible_music(model):
-    model.set_generation_params(duration=2.0)
     melody, sr = load_audio(HUM)
-    wav = model.generate_with_chroma(["a calm folk song with acoustic guitar", "rock"], [melody, None], sr, seed=0)
+    wav = model.generate_with_chroma(["a calm folk song with acoustic guitar", "rock"], [melody, None], sr, seed=0,
+                                     duration=2.0)
     assert wav.shape == (2, 1, 64000) and torch.isfinite(wav).all()
     rms_db = 20 * torch.log10(wav.pow(2).mean(dim=-1).sqrt())
     assert (rms_db > -40).all(), rms_db  # not collapsed to silence
