@@ -2,8 +2,8 @@
 
     python app.py [--model CHECKPOINT_DIR ...] [--host HOST] [--port PORT] [--share] [--precision fp32|bf16|int8]
 
-Serves the embedded default model (inside the musicgen_core package), the checkpoint folders given with --model, and those found in
-models/. On a Hugging Face Space (SPACE_ID set) it listens on 0.0.0.0.
+Serves the embedded default model (package data of musicgen_core), the checkpoint folders given with --model, and
+those found in models/. On a Hugging Face Space (SPACE_ID set) it listens on 0.0.0.0.
 """
 from __future__ import annotations
 

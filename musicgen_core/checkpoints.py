@@ -326,9 +326,9 @@ def load_own(folder: Path) -> tuple[MusicGenConfig, MusicLM, Codec, TextEncoder]
 
 
 def save_model(model, folder: str | Path, dtype: torch.dtype = torch.float32) -> Path:
-    """Write `model` (a MusicGen or a LoadedModel: `.config`, `.lm`, `.codec`, `.text_encoder`) in our own format, tensors in `dtype` (fp16 halves the files; loading converts
-    back to float32); the codec's weight norm is folded first (in place, outputs unchanged). Each file is written to
-    a temp name and renamed."""
+    """Write `model` (a MusicGen or a LoadedModel: `.config`, `.lm`, `.codec`, `.text_encoder`) in our own format,
+    tensors in `dtype` (fp16 halves the files; loading converts back to float32); the codec's weight norm is folded
+    first (in place, outputs unchanged). Each file is written to a temp name and renamed."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
 

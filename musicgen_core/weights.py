@@ -1,5 +1,6 @@
 """Reading weight files safely and lazily: safetensors as copy-on-write memory maps, `.bin`/`.pt` through the
-weights-only unpickler (never arbitrary objects), and a context that hands pages read only for conversion back to the OS.
+weights-only unpickler (never arbitrary objects), and a context that hands pages read only for conversion back to
+the OS.
 """
 from __future__ import annotations
 
