@@ -23,13 +23,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from musicgen_core import MusicGen, convert_audio, save_audio
+from musicgen_core import MusicGen, convert_audio, plots, save_audio
 from musicgen_core.conditioning.chroma import ChromaExtractor
 from musicgen_core.conditioning.tempo import parse_bpm
 from musicgen_core.validation import (MAX_FILE_MB, MAX_SEED, SAMPLING_RANGES, InputError, check_continuation,
                                       check_duration, check_prompt, check_sampling, check_seed, read_audio)
 
-from . import plots
 
 logger = logging.getLogger(__name__)
 

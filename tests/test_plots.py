@@ -6,7 +6,7 @@ import pytest
 import torch
 from matplotlib.colors import to_rgba
 
-from demo import plots
+from musicgen_core import plots
 from musicgen_core import get_pattern
 
 SPECIAL, CARD = 2048, 2048

@@ -141,7 +141,7 @@ def music_model(lm: MusicLM, codec, cfg: LMTrainConfig, text_encoder: TextEncode
 
 def write_samples(model, folder: Path, step: int, seconds: float = 5.0) -> None:
     """Generate the sample prompts (fixed seed) to step_N_i.wav + a token-grid PNG of each."""
-    from demo import plots  # the repository's plotting module (training runs from a checkout)
+    from .. import plots
 
     from ..audio import save_audio
 

@@ -1,4 +1,4 @@
-"""Figures for the demo: pure functions, numpy arrays in, matplotlib `Figure` out.
+"""Figures for the demo and the trainers: pure functions, numpy arrays in, matplotlib `Figure` out.
 
 Figures are built with the object-oriented API on the Agg canvas (no pyplot, so no global figure registry to leak
 and nothing shared between threads), small and at 100 dpi so a 2-vCPU host renders them in a few tens of ms.
