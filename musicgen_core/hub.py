@@ -70,15 +70,16 @@ def download(repo_id: str, revision: str | None = None, cache_dir: str | os.Path
         return _cached(repo_id, revision, cache, f"the Hub cannot be reached ({_first_line(e)})")
     sizes = {s.rfilename: s.size or 0 for s in info.siblings or ()}
     patterns = _format_files(repo_id, sizes)
+    wanted = {name: size for name, size in sizes.items() if _matches(name, patterns)}  # this format's files
     kwargs = dict(revision=info.sha, cache_dir=cache, token=token)
     try:
         dtype = "float32"
         if "config.json" in patterns:
             dtype = _check_model_type(repo_id, Path(hf_hub_download(repo_id, "config.json", **kwargs)))
-        weights = sum(size for name, size in sizes.items() if _matches(name, patterns) and _is_weight(name))
+        weights = sum(size for name, size in wanted.items() if name.endswith((".safetensors", ".bin")))
         _check_memory(repo_id, weights / _ON_DISK.get(dtype, 4), device, precision)
-        _check_disk(repo_id, cache, sum(size for name, size in sizes.items() if _matches(name, patterns)))
-        names = sorted((name for name in sizes if _matches(name, patterns)), key=lambda n: sizes[n])
+        _check_disk(repo_id, cache, sum(wanted.values()))
+        names = sorted(wanted, key=wanted.get)
         paths = [Path(hf_hub_download(repo_id, name, **kwargs)) for name in names]  # each with a byte progress bar
         return paths[0].parents[len(Path(names[0]).parts) - 1]  # the snapshot folder
     except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError) as e:
@@ -194,10 +195,6 @@ def _disk_full(repo_id: str, cache: Path, total: int | None = None) -> HubError:
 
 def _matches(name: str, patterns) -> bool:
     return any(fnmatch.fnmatch(name, p) for p in patterns)
-
-
-def _is_weight(name: str) -> bool:
-    return name.endswith((".safetensors", ".bin"))
 
 
 def _first_line(e: Exception) -> str:
