@@ -73,12 +73,22 @@ def _check_chroma(chroma: np.ndarray, name: str) -> np.ndarray:
     return chroma
 
 
-def chromagram(chroma: np.ndarray, frame_rate: float, title: str = "Melody chromagram") -> Figure:
-    """chroma [F, 12] (e.g. the argmax one-hot the model follows) as pitch class C..B x time in seconds."""
+def note_name(midi: int) -> str:
+    """MIDI note number -> scientific pitch name (60 -> C4)."""
+    return f"{PITCH_CLASSES[midi % 12]}{midi // 12 - 1}"
+
+
+def chromagram(chroma: np.ndarray, frame_rate: float, title: str = "Melody chromagram",
+               notes: list[tuple[float, float, int]] = ()) -> Figure:
+    """chroma [F, 12] (e.g. the argmax one-hot the model follows) as pitch class C..B x time in seconds, with the
+    `notes` heard (start s, end s, MIDI number) drawn over it as labelled bars on their pitch class."""
     chroma = _check_chroma(chroma, "chroma")
     fig = _figure(8.0, 2.6)
     ax = fig.subplots()
     _chroma_axes(ax, chroma, frame_rate)
+    for start, end, midi in notes:
+        ax.plot([start, end], [midi % 12] * 2, color="#e8590c", linewidth=3, solid_capstyle="butt")
+        ax.text(start, midi % 12 + 0.35, note_name(midi), fontsize=6, color="#a13d00")
     ax.set_xlabel("time (s)")
     ax.set_title(title, fontsize=10)
     return fig
@@ -106,6 +116,26 @@ def chroma_comparison(input_chroma: np.ndarray, output_chroma: np.ndarray, frame
     bottom.set_xlabel("time (s)")
     fig.suptitle(f"Melody vs output: pitch class agrees on {chroma_agreement(input_chroma, output_chroma):.0%} "
                  "of frames", fontsize=10)
+    return fig
+
+
+def spectrogram(wav: np.ndarray, sample_rate: int, n_fft: int = 1024, hop: int = 320) -> Figure:
+    """Log-magnitude spectrogram (dB, 80 dB range) of a mono signal wav [T] (or the mean of [C, T]), frequency in
+    kHz x time in seconds."""
+    wav = np.asarray(wav, dtype=np.float32)
+    wav = wav.mean(axis=0) if wav.ndim == 2 else wav
+    if wav.ndim != 1 or len(wav) < n_fft:
+        raise ValueError(f"expected audio [T] or [C, T] of at least {n_fft} samples, got shape {wav.shape}")
+    frames = np.lib.stride_tricks.sliding_window_view(wav, n_fft)[::hop] * np.hanning(n_fft)  # [N, n_fft]
+    db = 20 * np.log10(np.abs(np.fft.rfft(frames, axis=-1)) + 1e-8)  # [N, n_fft / 2 + 1]
+    fig = _figure(8.0, 2.6)
+    ax = fig.subplots()
+    image = ax.imshow(db.T, aspect="auto", origin="lower", cmap="magma", vmin=db.max() - 80, vmax=db.max(),
+                      extent=(0, len(wav) / sample_rate, 0, sample_rate / 2000))
+    fig.colorbar(image, ax=ax, label="dB", pad=0.01)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("kHz")
+    ax.set_title("Spectrogram of the result", fontsize=10)
     return fig
 
 

@@ -69,3 +69,22 @@ def test_to_image_is_small_rgb():
     image = plots.to_image(plots.token_grid(delay_sequence(), SPECIAL, 50))
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
     assert image.shape[:2] == (260, 800)  # 8 x 2.6 inches at 100 dpi
+
+
+def test_spectrogram_axes_span_the_audio():
+    sr = 32000
+    tone = np.sin(2 * np.pi * 1000 * np.arange(2 * sr) / sr)
+    ax = plots.spectrogram(np.stack([tone, tone]), sr).axes[0]
+    assert ax.get_xlim() == (0, 2.0) and ax.get_ylim() == (0, 16.0)
+    db = ax.images[0].get_array()  # [freq, frames]: the 1 kHz bin is the loudest
+    assert abs(db.mean(axis=1).argmax() * sr / 1024 - 1000) < sr / 1024
+    with pytest.raises(ValueError, match="at least 1024 samples"):
+        plots.spectrogram(np.zeros(100), sr)
+
+
+def test_chromagram_draws_the_notes_heard():
+    notes = [(0.0, 0.5, 64), (0.5, 1.0, 67)]  # E4, G4
+    ax = plots.chromagram(np.eye(12)[[4] * 5 + [7] * 5], 10.0, notes=notes).axes[0]
+    assert [line.get_ydata().tolist() for line in ax.lines] == [[4, 4], [7, 7]]
+    assert [t.get_text() for t in ax.texts] == ["E4", "G4"]
+    assert plots.note_name(60) == "C4" and plots.note_name(69) == "A4"
