@@ -10,14 +10,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
 
-from . import hub
 from .audio import convert_audio
-from .checkpoints import default_model_dir, load_folder
+from .checkpoints import load_folder, resolve
 from .codec import Codec, StereoCodec, StreamingDecoder
 from .conditioning.chroma import ChromaExtractor, null_chroma
 from .conditioning.tempo import bpm_tensor
@@ -25,62 +23,8 @@ from .conditioning.text import TextEncoder
 from .configs import MusicGenConfig
 from .lm.model import Context, MusicLM
 from .patterns import Pattern, get_pattern
+from .sampling import GenerationParams, guide, gumbel_noise, sample_next_token, sample_with_noise
 from .validation import InputError, check_continuation, check_descriptions, check_params, check_waveform
-from .weights import CheckpointError
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    """Settings of one generation call (audiocraft's `set_generation_params` arguments)."""
-
-    duration: float = 10.0
-    use_sampling: bool = True
-    top_k: int = 250
-    top_p: float = 0.0
-    temperature: float = 1.0
-    cfg_coef: float = 3.0
-    extend_stride: float | None = None  # None: 60 % of max_duration (audiocraft's 18 s for 30 s models)
-    two_step_cfg: bool = False  # audiocraft's two forwards per step; one batched forward computes the same logits
-
-
-def sample_next_token(logits: torch.Tensor, p: GenerationParams, generator: torch.Generator | None) -> torch.Tensor:
-    """logits [B, K, card] -> tokens [B, K]. top_p > 0 overrides top_k; temperature 0 or no sampling is greedy."""
-    if not p.use_sampling or p.temperature <= 0:
-        return logits.argmax(dim=-1)
-    probs = torch.softmax(logits / p.temperature, dim=-1)
-    if p.top_p > 0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        drop = sorted_probs.cumsum(dim=-1) - sorted_probs > p.top_p  # the top token is always kept
-        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
-        pick = torch.multinomial(sorted_probs.flatten(0, -2), 1, generator=generator)
-        return order.flatten(0, -2).gather(-1, pick).view(logits.shape[:-1])
-    if p.top_k > 0:
-        kth = probs.topk(min(p.top_k, probs.shape[-1]), dim=-1).values[..., -1:]
-        probs = probs * (probs >= kth)  # ties at the threshold are kept, as in audiocraft
-    return torch.multinomial(probs.flatten(0, -2), 1, generator=generator).view(logits.shape[:-1])
-
-
-def sample_with_noise(logits: torch.Tensor, p: GenerationParams, gumbel: torch.Tensor | None) -> torch.Tensor:
-    """The distribution of `sample_next_token`, drawn by Gumbel-max from given Gumbel(0, 1) noise [B, K, card]: no
-    generator and no host synchronisation inside, so it can live in a compiled / CUDA-graph step."""
-    if gumbel is None or not p.use_sampling or p.temperature <= 0:
-        return logits.argmax(dim=-1)
-    logits = logits / p.temperature
-    if p.top_p > 0:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probs = sorted_logits.softmax(dim=-1)
-        drop = probs.cumsum(dim=-1) - probs > p.top_p  # the top token is always kept
-        logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
-    elif p.top_k > 0:
-        kth = logits.topk(min(p.top_k, logits.shape[-1]), dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))  # ties at the threshold are kept
-    return (logits + gumbel).argmax(dim=-1)
-
-
-def guide(logits: torch.Tensor, cfg_coef: float) -> torch.Tensor:
-    """Classifier-free guidance over a [conditional; unconditional] batch: [2B, ...] -> [B, ...]."""
-    cond, uncond = logits.chunk(2)
-    return uncond + (cond - uncond) * cfg_coef
 
 
 def frame_steps(pattern: Pattern, n_q: int, frames: int) -> torch.Tensor:
@@ -128,21 +72,7 @@ class MusicGen:
         precision = precision or {None: "fp32", torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype)
         if precision is None:
             raise ValueError(f"dtype {dtype} is not supported: use torch.float32 or torch.bfloat16 (or precision=)")
-        name = None
-        if name_or_path in (None, "default"):
-            folder = default_model_dir()
-            if not (folder / "config.json").is_file():
-                raise CheckpointError(f"the embedded default model is missing from this installation ({folder}): "
-                                      f"reinstall musicgen-core from a complete source (pip install --force-reinstall"
-                                      f" ...), or pass a checkpoint folder or a Hub id.")
-        elif os.path.exists(name_or_path):
-            folder = name_or_path
-        elif (name := hub.hub_id(str(name_or_path))) is not None:
-            folder = hub.download(name, revision=revision, cache_dir=cache_dir, token=token,
-                                  local_files_only=local_files_only, device=device, precision=precision)
-        else:
-            raise CheckpointError(f"no checkpoint folder at {name_or_path}, and it is not a Hugging Face Hub id "
-                                  f"(org/name, e.g. facebook/musicgen-small)")
+        folder, name = resolve(name_or_path, revision, cache_dir, token, local_files_only, device, precision)
         return cls(*load_folder(folder, device=device, precision=precision, name=name))
 
     @classmethod
@@ -416,8 +346,7 @@ class MusicGen:
             x = seq[..., prev:offset]
             if static and offset > start:  # after the prefill: the compiled step
                 pos = torch.tensor([ctx.prefix_len + prev], device=self.device) if pos is None else pos + 1
-                gumbel = None if not p.use_sampling else -torch.log(-torch.log(
-                    torch.rand(B, K, lm.cfg.card, generator=generator, device=self.device)))
+                gumbel = gumbel_noise((B, K, lm.cfg.card), generator, self.device) if p.use_sampling else None
                 nxt = self._step(x, ctx, cache, pos, gumbel, cfg, p)
             else:
                 logits = lm(torch.cat([x, x]) if cfg else x, ctx, cache, start=prev)[:, :, -1]  # [B(*2), K, card]

@@ -1,6 +1,7 @@
 """Reading weight files safely and lazily: safetensors as copy-on-write memory maps, `.bin`/`.pt` through the
 weights-only unpickler (never arbitrary objects), and a context that hands pages read only for conversion back to
-the OS.
+the OS; then the state-dict plumbing every checkpoint format shares: strict loading that names what does not match,
+key renames, and building the codec and LM on the meta device around the checkpoint's tensors.
 """
 from __future__ import annotations
 
@@ -9,11 +10,18 @@ import contextvars
 import ctypes
 import json
 import mmap
+import re
 import struct
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from torch import nn
+
+from .codec import Codec
+from .codec.seanet import remove_weight_norm
+from .configs import CodecConfig, LMConfig
+from .lm.model import MusicLM
 
 
 class CheckpointError(ValueError):
@@ -106,3 +114,73 @@ def read_weights(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt file, truncated file, or a pickle that tries to run code
         raise CheckpointError(f"cannot read {path.name}: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], what: str,
+                           assign: bool = False) -> None:
+    """load_state_dict that names every missing / unexpected key and every shape mismatch. `assign` adopts the
+    tensors instead of copying them (for modules built on the meta device)."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = [f"{name} ({len(keys)}): {', '.join(keys[:12])}{' ...' if len(keys) > 12 else ''}"
+                 for name, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                    ("shape mismatches", shapes)) if keys]
+        raise CheckpointError(f"{what} checkpoint does not match the model: " + "; ".join(parts))
+    module.load_state_dict(state_dict, strict=True, assign=assign)
+
+
+def take_prefix(sd: dict, prefix: str) -> dict:
+    """Take the entries under `prefix` out of sd (so their memory is freed once the model holds them)."""
+    return {k[len(prefix):]: sd.pop(k) for k in [k for k in sd if k.startswith(prefix)]}
+
+
+def rename_keys(sd: dict, renames: tuple[tuple[str, str], ...]) -> dict:
+    out = {}
+    for key, value in sd.items():
+        for pattern, repl in renames:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
+
+
+def stack_keys(sd: dict, pattern: str, n: int) -> torch.Tensor:
+    try:
+        return torch.stack([sd.pop(pattern.format(k)) for k in range(n)])
+    except KeyError as e:
+        raise CheckpointError(f"missing key {e.args[0]}") from None
+
+
+def _float32(state_dict: dict) -> dict:
+    return {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+
+
+# Models are built on the meta device and adopt the checkpoint's tensors (assign): a randomly initialised copy beside
+# them would raise peak memory by the model's size.
+def build_codec(cfg: CodecConfig, state_dict: dict, folded: bool) -> Codec:
+    with torch.device("meta"):
+        codec = Codec(cfg)
+    if folded:
+        codec.remove_weight_norm()
+    load_state_dict_strict(codec, _float32(state_dict), "codec", assign=True)
+    remove_weight_norm(codec.decoder)  # folded and laid out for inference (adopted tensors are plain)
+    _fold_on_first_use(codec.encoder)  # text-to-music never reads the encoder's weights
+    return codec
+
+
+def _fold_on_first_use(module: nn.Module) -> None:
+    def fold(module, args):
+        remove_weight_norm(module)
+        handle.remove()
+
+    handle = module.register_forward_pre_hook(fold)
+
+
+def build_lm(cfg: LMConfig, state_dict: dict) -> MusicLM:
+    with torch.device("meta"):
+        lm = MusicLM(cfg)
+    load_state_dict_strict(lm, _float32(state_dict), "LM", assign=True)
+    return lm

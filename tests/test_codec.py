@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from musicgen_core.checkpoints import audiocraft_codec_state_dict, hf_codec_state_dict
+from musicgen_core.audiocraft_format import audiocraft_codec_state_dict
+from musicgen_core.hf_format import hf_codec_state_dict
 from musicgen_core.codec import Codec, StreamingDecoder
 from musicgen_core.codec.quantizer import ResidualVectorQuantizer, VectorQuantizer
 from musicgen_core.codec.seanet import extra_padding_for_conv1d, pad1d

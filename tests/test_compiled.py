@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from musicgen_core import MusicGen
-from musicgen_core.generate import GenerationParams, sample_next_token, sample_with_noise
+from musicgen_core.sampling import GenerationParams, sample_next_token, sample_with_noise
 
 PROMPTS = ["calm piano", "an energetic rock song with drums"]
 

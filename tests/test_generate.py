@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from musicgen_core import MusicGen
-from musicgen_core.generate import GenerationParams, sample_next_token
+from musicgen_core.sampling import GenerationParams, sample_next_token
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ K = 4 codebooks of 2048 entries, no input renormalisation, non-causal convolutio
 
 State-dict layout (identical to transformers' `EncodecModel` minus `codebook.`):
 `encoder.layers.{N}...`, `decoder.layers.{N}...` (see `seanet.py`), `quantizer.layers.{k}.{embed, embed_avg,
-cluster_size, inited}`. `checkpoints.py` maps the official layouts onto it.
+cluster_size, inited}`. `hf_format.py` and `audiocraft_format.py` map the official layouts onto it.
 """
 from __future__ import annotations
 
