@@ -1,9 +1,11 @@
 """Launch the MusicGen web demo.
 
     python app.py [--model CHECKPOINT_DIR ...] [--host HOST] [--port PORT] [--share] [--precision fp32|bf16|int8]
+                  [--no-hub] [--concurrency N]
 
-Serves the embedded default model (package data of musicgen_core), the checkpoint folders given with --model, and
-those found in models/. On a Hugging Face Space (SPACE_ID set) it listens on 0.0.0.0.
+Serves the embedded default model (package data of musicgen_core), the checkpoint folders given with --model, those
+found in models/, and the official checkpoints on the Hugging Face Hub (downloaded when picked, then cached). On a
+Hugging Face Space (SPACE_ID set) it listens on 0.0.0.0.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from musicgen_core import catalog
 from musicgen_core.checkpoints import default_model_dir
 
 ROOT = Path(__file__).resolve().parent
@@ -63,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=None, help="default: 7860 or the first free port after it")
     parser.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help=PRECISION_HELP)
+    parser.add_argument("--no-hub", action="store_true", help="do not offer the official checkpoints of the Hub")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="generations at once (default: 1 on a CPU, 2 on a GPU)")
     args = parser.parse_args(argv)
     for path in args.model:
         if not Path(path).is_dir():
@@ -76,13 +82,14 @@ def main(argv: list[str] | None = None) -> None:
 
     from demo.ui import ModelCache, build_demo, launch
 
-    cache = ModelCache(models, precision=args.precision)
+    entries = [catalog.DEFAULT if path is None else catalog.CatalogEntry(name, path) for name, path in models.items()]
+    cache = ModelCache(entries + list(catalog.OFFICIAL_MODELS) * (not args.no_hub), precision=args.precision)
     first = next(iter(models))
     try:  # load the first model now: a broken checkpoint fails here, and the first visitor does not wait
         cache.get(first)
     except (ValueError, OSError) as e:
         sys.exit(f"error: cannot load model {first!r}: {e}")
-    launch(build_demo(cache), host=args.host, port=args.port, share=args.share)
+    launch(build_demo(cache, concurrency=args.concurrency), host=args.host, port=args.port, share=args.share)
 
 
 if __name__ == "__main__":

@@ -57,9 +57,9 @@ def request(client: Client, i: int, round_: int) -> str:
         job.cancel()
         return "cancelled"
     melody = handle_file(HUM) if kind == 2 else None
-    wav, grid, _, seed, stats, _ = client.predict(prompt=f"client {i} round {round_} 🎶", melody=melody, duration=1,
-                                                  seed=round_, api_name="/generate")
-    assert Path(wav).is_file() and Path(grid).is_file() and seed == round_ and "real time" in stats
+    files, grid, _, seed, stats, *_ = client.predict(prompt=f"client {i} round {round_} 🎶", melody=melody,
+                                                     duration=1, seed=round_, api_name="/generate")
+    assert Path(files[0]).is_file() and Path(grid).is_file() and seed == round_ and "real time" in stats
     return "ok"
 
 
