@@ -1,5 +1,6 @@
 """Load: `python app.py` in its own process, 8 concurrent gradio_client clients, 80 requests (text, melody and
-cancelled ones): no failures, flat memory after warm-up, no temp-file growth, nothing written outside temp folders."""
+cancelled ones): no failures, flat memory after warm-up, no temp-file growth, nothing written outside temp folders.
+And at concurrency 2 (as on a GPU), requests running side by side give exactly what they give one at a time."""
 from __future__ import annotations
 
 import os
@@ -10,7 +11,9 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 from gradio_client import Client, handle_file
 
 from demo import ui
@@ -48,6 +51,17 @@ def connect(port: int, proc: subprocess.Popen, timeout: float = 180.0) -> Client
     raise TimeoutError("the server did not come up")
 
 
+def start_app(port: int, *args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "app.py", "--no-hub", "--port", str(port), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def request(client: Client, i: int, round_: int) -> str:
     """One request of a mixed workload; returns 'ok' or 'cancelled'."""
     kind = (i + round_) % 4
@@ -68,12 +82,8 @@ def test_eight_concurrent_clients(hf_melody_dir, tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    started = time.time()
-    proc = subprocess.Popen([sys.executable, "app.py", "--model", str(hf_melody_dir[1]), "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    port, started = free_port(), time.time()
+    proc = start_app(port, "--model", str(hf_melody_dir[1]), env=env)
     try:
         clients = [connect(port, proc) for _ in range(CLIENTS)]
         results, errors = [], []
@@ -106,6 +116,40 @@ def test_eight_concurrent_clients(hf_melody_dir, tmp_path):
         assert request(clients[0], 0, 0) == "ok"  # still serving
         written = files_written_since(ROOT, started)
         assert not written, f"the server wrote outside its temp folders: {written}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_concurrency_two_gives_the_outputs_of_sequential_runs(hf_melody_dir):
+    """Per-call settings: two generations side by side (different prompts, settings, takes, a melody) each equal
+    the same request run alone."""
+    port = free_port()
+    proc = start_app(port, "--model", str(hf_melody_dir[1]), "--concurrency", "2")
+    requests = [dict(prompt="fast drums", duration=3, seed=1, top_k=50, takes=2),
+                dict(prompt="slow strings", duration=3, seed=2, temperature=0.7, cfg_coef=5, melody=handle_file(HUM)),
+                dict(prompt="fast drums", duration=3, seed=1, top_p=0.9, loudness=False),
+                dict(prompt="ambient pads", duration=3, seed=3, takes=3, temperature=1.3)]
+    try:
+        clients = [connect(port, proc), connect(port, proc)]
+
+        def audio(result) -> list[np.ndarray]:
+            return [sf.read(f, dtype="int16")[0] for f in result[0]]
+
+        alone = [audio(clients[0].predict(api_name="/generate", **r)) for r in requests]
+        for a, b in ((0, 1), (2, 3)):
+            jobs = [clients[i].submit(api_name="/generate", **requests[n]) for i, n in enumerate((a, b))]
+            firsts = []  # whether each job has streamed a chunk: both have, before either ends, when run side by side
+            while not all(job.done() for job in jobs):
+                firsts = [job.outputs() != [] for job in jobs]
+                if all(firsts) and not any(job.done() for job in jobs):
+                    break
+                time.sleep(0.01)
+            assert all(firsts) and not any(j.done() for j in jobs), "the two requests did not run side by side"
+            together = [audio(job.result()) for job in jobs]
+            for n, got in zip((a, b), together):
+                assert len(got) == len(alone[n]) and all(np.array_equal(x, y) for x, y in zip(got, alone[n])), n
     finally:
         proc.terminate()
         proc.wait(timeout=30)
