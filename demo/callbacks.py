@@ -145,7 +145,7 @@ def show_melody(path: str | None):
             gr.Warning(note)
         notes = notes_of(wav, sr)
         names = " ".join(plots.note_name(midi) for _, _, midi in notes[:24]) + " ..." * (len(notes) > 24)
-        title = f"Melody ({wav.shape[-1] / sr:.1f} s): notes heard {names or 'none'}; shading: what the model follows"
+        title = f"Notes heard ({wav.shape[-1] / sr:.1f} s): {names or 'none'}"
         return gr.update(value=plots.to_image(plots.chromagram(chroma_of(wav, sr), CHROMA_FPS, title, notes)),
                          visible=True)
 

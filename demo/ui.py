@@ -55,8 +55,8 @@ def _form(cache: ModelCache) -> dict[str, gr.components.Component]:
     gr.Examples([[p, m and str(EXAMPLES / m), md] for _, p, m, md in rows], [c["prompt"], c["melody"], c["mode"]],
                 example_labels=[row[0] for row in rows], label="Examples: click one, then Generate")
     c["melody"].render()
-    c["melody_view"] = gr.Image(label="Melody: notes heard over its chromagram", visible=False,
-                                elem_id="melody-chroma", **PLOT)
+    c["melody_view"] = gr.Image(label="Melody: the notes heard (bars) over the pitch class the model follows (shading)", visible=False,
+                                elem_id="melody-chroma", **{**PLOT, "show_label": True})
     c["mode"].render()
     c["model"] = gr.Dropdown([(cache.describe(n), n) for n in cache.names], value=cache.names[0], label="Model",
                              elem_id="model", interactive=len(cache.names) > 1)
@@ -133,11 +133,12 @@ def build_demo(models: dict[str, str | None] | ModelCache, *, streaming: bool | 
                                    [out[name] for name in cb.OUTPUTS], api_name="generate",
                                    concurrency_limit=concurrency or default_concurrency(),
                                    show_progress_on=[out["token_grid"]])
+        replay = (cb.replay, [out["history"], out["history_picker"]], [out["history_player"], out["history_info"]])
+        event.then(*replay, api_visibility="private")  # the newest take, also when the picker's value stays 0
         # The message is written after the cancellation, so a chunk still in flight cannot overwrite it.
         cancel_btn.click(None, None, None, cancels=[event], queue=False, api_visibility="private").then(
             lambda: "Cancelled.", None, out["stats"], queue=False, api_visibility="private")
-        out["history_picker"].change(cb.replay, [out["history"], out["history_picker"]],
-                                     [out["history_player"], out["history_info"]], api_visibility="private")
+        out["history_picker"].input(*replay, api_visibility="private")
         out["restore"].click(cb.restore, [out["history"], out["history_picker"]], inputs, api_visibility="private")
     return demo.queue(max_size=16, default_concurrency_limit=1)
 
