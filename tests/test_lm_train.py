@@ -24,12 +24,12 @@ CFG = dataclasses.replace(trainer.LMTrainConfig(lm=TINY_LM), batch_size=4, warmu
 def shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("tokens")
     torch.manual_seed(0)
-    codec = Codec(CodecConfig(n_filters=4, dimension=16, lstm_layers=1, bins=64))
+    codec = Codec(CodecConfig(n_filters=4, dimension=16, lstm_layers=1, card=64))
     for layer in codec.quantizer.layers:
         layer.embed.normal_()
     export_codec(codec, root / "codec", dtype=torch.float32)
-    write_shards(str(root / "codec"), root / "train", n=4, duration=1.0, split="train", shard_size=2)
-    write_shards(str(root / "codec"), root / "valid", n=2, duration=1.0, split="valid", shard_size=2)
+    write_shards(root / "train", n=4, duration=1.0, split="train", shard_size=2, codec_path=str(root / "codec"))
+    write_shards(root / "valid", n=2, duration=1.0, split="valid", shard_size=2, codec_path=str(root / "codec"))
     return root
 
 
@@ -39,7 +39,18 @@ def test_shards_layout(shards):
     assert data["chroma"].shape == (4, 8) and int(data["chroma"].max()) < 12
     assert len(data["captions"]) == 4 and all(len(c) == 4 for c in data["captions"])
     assert {"style", "bpm", "start", "key"} <= set(data["meta"][0])
-    assert sorted(p.name for p in (shards / "train").iterdir()) == ["shard_00000.pt", "shard_00001.pt"]
+    assert {m["melody_source"] for m in data["meta"]} <= {"voice", "lead", "mix"}
+    assert sorted(p.name for p in (shards / "train").iterdir()) == ["audio_00000.pt", "audio_00001.pt",
+                                                                    "shard_00000.pt", "shard_00001.pt"]
+
+
+def test_audio_shards_made_before_the_codec_give_the_same_token_shards(shards, tmp_path):
+    write_shards(tmp_path, n=2, duration=1.0, split="valid", shard_size=2)  # no codec yet: labelled audio only
+    assert [p.name for p in tmp_path.iterdir()] == ["audio_00000.pt"]
+    write_shards(tmp_path, n=2, duration=1.0, split="valid", shard_size=2, codec_path=str(shards / "codec"))
+    once, twice = load_shards(shards / "valid"), load_shards(tmp_path)
+    assert torch.equal(once["codes"], twice["codes"]) and torch.equal(once["chroma"], twice["chroma"])
+    assert once["captions"] == twice["captions"] and once["meta"] == twice["meta"]
 
 
 def test_batch_dropout_and_validation_batches(shards):
