@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
@@ -17,16 +18,12 @@ logger = logging.getLogger(__name__)
 
 def load_audio(path: str | Path) -> tuple[torch.Tensor, int]:
     """Read an audio file -> (wav [C, T] float32 in [-1, 1], sample_rate)."""
-    import soundfile as sf
-
     data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [T, C]
     return torch.from_numpy(np.ascontiguousarray(data.T)), int(sr)
 
 
 def save_audio(path: str | Path, wav: torch.Tensor, sample_rate: int) -> None:
     """Write wav [C, T] as 16-bit PCM WAV, peak-limited to [-1, 1]."""
-    import soundfile as sf
-
     sf.write(str(path), wav.detach().float().clamp(-1, 1).T.cpu().numpy(), sample_rate, subtype="PCM_16")
 
 
@@ -163,8 +160,6 @@ def i16_pcm(wav: torch.Tensor) -> torch.Tensor:
 
 def _encoder_options(format: str, sample_rate: int, mp3_rate: int, ogg_rate: int | None) -> dict:
     """soundfile.write keyword arguments for `format`, checking that libsndfile can encode it."""
-    import soundfile as sf
-
     if format not in _WRITE_FORMATS:
         raise ValueError(f"unknown format {format!r}: use one of {', '.join(_WRITE_FORMATS)}")
     container, subtype = _WRITE_FORMATS[format]
@@ -193,8 +188,6 @@ def audio_write(stem_name: str | Path, wav: torch.Tensor, sample_rate: int, form
     None keeps the encoder default), "mp3" at constant `mp3_rate` kbps. `stem_name` gets ".<format>"
     appended when `add_suffix`. A partially written file is removed on failure.
     """
-    import soundfile as sf
-
     if wav.dim() not in (1, 2):
         raise ValueError(f"wav must be [C, T] or [T], got shape {tuple(wav.shape)}")
     if not wav.dtype.is_floating_point or not wav.isfinite().all():

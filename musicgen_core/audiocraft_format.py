@@ -66,7 +66,7 @@ def audiocraft_config(xp: dict, codec_xp: dict | None, lm_sd: dict) -> MusicGenC
             residual_kernel_size=se["residual_kernel_size"], dilation_base=se["dilation_base"],
             compress=se["compress"], lstm_layers=se["lstm"], causal=enc.get("causal", False),
             pad_mode=se.get("pad_mode", "constant"), true_skip=se.get("true_skip", True), n_q=rvq["n_q"],
-            bins=rvq["bins"])
+            card=rvq["bins"])
     return MusicGenConfig(codec=codec, lm=lm, text=TextConfig("t5", t5.get("name", "t5-base"), t5_dim),
                           max_duration=duration, audio_channels=channels)
 

@@ -31,7 +31,7 @@ class CodecConfig:
     pad_mode: str = "constant"  # audiocraft: "constant"; transformers' EncodecConfig: "reflect"
     true_skip: bool = True
     n_q: int = 4
-    bins: int = 2048
+    card: int = 2048  # codebook size (the codec's `cardinality`, audiocraft's `bins`)
     decoder: str = "seanet"  # "seanet" (EnCodec's) or "istft" (frame-rate ConvNeXt + inverse STFT, Vocos-style)
     istft_dim: int = 256
     istft_layers: int = 8
@@ -39,7 +39,9 @@ class CodecConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CodecConfig":
-        """From `dataclasses.asdict` output read back from JSON (lists become tuples again)."""
+        """From `dataclasses.asdict` output read back from JSON (lists become tuples again; `bins`, the codebook
+        size's name in files written before it was `card`, is read as `card`)."""
+        d = {("card" if k == "bins" else k): v for k, v in d.items()}
         return cls(**{**d, "ratios": tuple(d["ratios"])})
 
     @property
@@ -60,14 +62,13 @@ class LMConfig:
     num_layers: int = 24
     ffn_dim: int = 4096
     n_q: int = 4
-    card: int = 2048
+    card: int = 2048  # codebook size; token `card` is the special token
     cond_dim: int = 768  # width of the text encoder's output, projected to `dim`
     cross_attention: bool = True  # text models: cross-attention; melody models: prepended prefix instead
     chroma: bool = False  # melody model: a chroma prefix of `chroma_length` frames precedes the text
     n_chroma: int = 12
     chroma_length: int = 235
     tempo: bool = False  # our default: a beat grid of the stated BPM is added to the audio-token embeddings
-    frame_rate: int = 50  # codec frames per second: the time axis of the tempo grid
     mask_text_padding: bool = True  # transformers masks padded text keys; audiocraft does not (DESIGN §4)
     max_period: float = 10000.0
     pattern: str = "delay"
@@ -75,7 +76,9 @@ class LMConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LMConfig":
-        """From `dataclasses.asdict` output read back from JSON (pattern_kwargs become nested tuples again)."""
+        """From `dataclasses.asdict` output read back from JSON (pattern_kwargs become nested tuples again). Files
+        written before the frame rate had one source (the codec's) carry a `frame_rate`, which is dropped."""
+        d = {k: v for k, v in d.items() if k != "frame_rate"}
         return cls(**{**d, "pattern_kwargs": tuple((k, _tuplify(v)) for k, v in d.get("pattern_kwargs", ()))})
 
     @property

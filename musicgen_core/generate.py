@@ -273,7 +273,7 @@ class MusicGen:
             if chroma is not None:
                 chroma = torch.cat([chroma, null_chroma(B, chroma.shape[1], chroma.device)])
         t0 = torch.full_like(bpm, window_start or 0.0)  # the music starts on a downbeat
-        return self.lm.condition(text.to(self.device), mask.to(self.device), chroma, bpm, t0)
+        return self.lm.condition(text.to(self.device), mask.to(self.device), chroma, bpm, t0, self.frame_rate)
 
     def _windows(self, total: int, prompt_len: int, p: GenerationParams) -> list[tuple[int, int, int]]:
         """audiocraft's long-form plan: (frame offset, frames incl. prompt, prompt frames) per window. Each window

@@ -2,6 +2,7 @@
 pytorch_model.bin, tokenizer files. The key mapping onto our modules lives here and nowhere else."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -49,17 +50,17 @@ def hf_codec_config(audio: dict) -> CodecConfig:
     """CodecConfig from a transformers `EncodecConfig` dict."""
     ratios = tuple(audio.get("upsampling_ratios", (8, 5, 4, 4)))
     sr = audio.get("sampling_rate", 24000)
-    frame_rate = -(-sr // int(torch.tensor(ratios).prod()))
-    bins = audio.get("codebook_size", 1024)
-    n_q = int(1000 * max(audio.get("target_bandwidths", [2.2])) // (frame_rate * (bins.bit_length() - 1)))
-    return CodecConfig(
+    card = audio.get("codebook_size", 1024)
+    cfg = CodecConfig(
         sample_rate=sr, channels=audio.get("audio_channels", 1), dimension=audio.get("hidden_size", 128),
         n_filters=audio.get("num_filters", 32), ratios=ratios, n_residual_layers=audio.get("num_residual_layers", 1),
         kernel_size=audio.get("kernel_size", 7), last_kernel_size=audio.get("last_kernel_size", 7),
         residual_kernel_size=audio.get("residual_kernel_size", 3), dilation_base=audio.get("dilation_growth_rate", 2),
         compress=audio.get("compress", 2), lstm_layers=audio.get("num_lstm_layers", 2),
         causal=audio.get("use_causal_conv", True), pad_mode=audio.get("pad_mode", "reflect"),
-        true_skip=not audio.get("use_conv_shortcut", True), n_q=n_q, bins=bins)
+        true_skip=not audio.get("use_conv_shortcut", True), card=card)
+    bits_per_step = cfg.frame_rate * (card.bit_length() - 1)  # n_q codebooks at the largest bandwidth
+    return dataclasses.replace(cfg, n_q=int(1000 * max(audio.get("target_bandwidths", [2.2])) // bits_per_step))
 
 
 def hf_config(cfg: dict) -> MusicGenConfig:

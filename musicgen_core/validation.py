@@ -10,8 +10,12 @@ import math
 import warnings
 from pathlib import Path
 
+import librosa
 import numpy as np
 import torch
+
+from .audio import load_audio
+
 
 MAX_PROMPT_CHARS = 1000
 MIN_DURATION, MAX_DURATION = 1.0, 120.0
@@ -205,8 +209,6 @@ def read_audio(path, what: str = "The melody") -> tuple[torch.Tensor, int, list[
     Anything libsndfile reads (WAV of any bit depth, FLAC, OGG, MP3) or, through librosa, ffmpeg (e.g. a browser's
     WebM recording); a file over `MAX_FILE_MB`, an empty one or one that is not audio raises InputError.
     """
-    from .audio import load_audio
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{what} file {path.name} was not found.")
@@ -219,8 +221,6 @@ def read_audio(path, what: str = "The melody") -> tuple[torch.Tensor, int, list[
         wav, sr = load_audio(path)
     except Exception:  # not a format libsndfile reads: try ffmpeg via librosa
         try:
-            import librosa
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 data, sr = librosa.load(path, sr=None, mono=False)

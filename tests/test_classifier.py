@@ -22,7 +22,7 @@ def test_probes_learn_and_round_trip(tmp_path):
 
 def test_probes_fitted_through_a_codec(tmp_path):
     torch.manual_seed(0)
-    codec = Codec(CodecConfig(n_filters=4, dimension=16, lstm_layers=1, bins=64)).remove_weight_norm().eval()
+    codec = Codec(CodecConfig(n_filters=4, dimension=16, lstm_layers=1, card=64)).remove_weight_norm().eval()
     x, coded, styles, _ = corpus_features([3, 4], 1.0, codec)
     assert x.shape == coded.shape == (2, 144) and len(styles) == 2 and not np.allclose(x, coded)
     assert corpus_features([3], 1.0)[1].shape == (0, 144)

@@ -12,7 +12,7 @@ from musicgen_core.codec.quantizer import ResidualVectorQuantizer, VectorQuantiz
 from musicgen_core.codec.seanet import extra_padding_for_conv1d, pad1d
 from musicgen_core.configs import CodecConfig
 
-TINY = CodecConfig(n_filters=4, dimension=16, bins=64, lstm_layers=1)
+TINY = CodecConfig(n_filters=4, dimension=16, card=64, lstm_layers=1)
 
 
 def _tiny_codec(**kw) -> Codec:
@@ -83,7 +83,7 @@ def _fit(rvq: ResidualVectorQuantizer, x: torch.Tensor) -> None:
 def test_rvq_error_falls_with_more_codebooks():
     torch.manual_seed(1)
     x = torch.randn(4, 16, 256)  # [B, D, F]
-    rvq = ResidualVectorQuantizer(dim=16, n_q=4, bins=64)
+    rvq = ResidualVectorQuantizer(dim=16, n_q=4, card=64)
     _fit(rvq, x)
     errors = [F.mse_loss(rvq.decode(rvq.encode(x, n_q=k)), x).item() for k in range(1, 5)]
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
@@ -96,7 +96,7 @@ def test_rvq_training_pass():
     torch.manual_seed(0)
     centers = torch.tensor([[5.0, 5.0], [-5.0, -5.0]])
     x = (centers[torch.randint(0, 2, (2, 64))] + 0.1 * torch.randn(2, 64, 2)).transpose(1, 2).requires_grad_()
-    rvq = ResidualVectorQuantizer(dim=2, n_q=2, bins=2, kmeans_iters=10).train()
+    rvq = ResidualVectorQuantizer(dim=2, n_q=2, card=2, kmeans_iters=10).train()
     out, codes, penalty = rvq(x)
     assert rvq.layers[0].inited.item() == 1 and codes.shape == (2, 2, 64)
     first = rvq.layers[0].embed[codes[:, 0]].transpose(1, 2)  # the first codebook finds the two clusters
@@ -110,7 +110,7 @@ def test_rvq_training_pass():
 
 def test_dead_codes_restart_on_batch_vectors():
     torch.manual_seed(0)
-    vq = VectorQuantizer(dim=2, bins=4, dead_after=3).train()
+    vq = VectorQuantizer(dim=2, card=4, dead_after=3).train()
     vq.inited.fill_(1)
     vq.embed.copy_(torch.tensor([[0.0, 0.0], [100, 100], [200, 200], [300, 300]]))
     vq.cluster_size.copy_(torch.tensor([10.0, 1, 1, 1]))
@@ -169,7 +169,7 @@ def _hf_pair(pad_mode: str, causal: bool = False):
         scale = hf.encoder(torch.randn(1, 1, 6400)).std()
         for k, layer in enumerate(hf.quantizer.layers):
             layer.codebook.embed.copy_(torch.randn_like(layer.codebook.embed) * scale / 2 ** k)
-    ours = Codec(CodecConfig(n_filters=4, dimension=16, bins=2048, n_q=4, pad_mode=pad_mode, causal=causal))
+    ours = Codec(CodecConfig(n_filters=4, dimension=16, card=2048, n_q=4, pad_mode=pad_mode, causal=causal))
     ours.load_state_dict(hf_codec_state_dict(hf.state_dict()), strict=True)
     return hf.eval(), ours.eval()
 
@@ -242,7 +242,7 @@ def test_checkpoint_key_renames():
 def test_codebook_usage_stays_high_with_batches_smaller_than_the_codebook():
     """With 32 vectors a step for 256 codes every EMA count stays far below 1; codes must still not collapse."""
     torch.manual_seed(0)
-    vq = VectorQuantizer(dim=4, bins=256, dead_after=20).train()
+    vq = VectorQuantizer(dim=4, card=256, dead_after=20).train()
     for _ in range(300):
         vq(torch.randn(32, 4))
     vq.eval()

@@ -15,7 +15,7 @@ from musicgen_core.train.losses import (ChromaLoss, MultiResolutionMelLoss, Mult
                                         MultiScaleSTFTDiscriminator, discriminator_loss, generator_losses, si_sdr)
 from musicgen_core.train.runtime import append_csv
 
-TINY = CodecConfig(n_filters=4, dimension=16, lstm_layers=1, bins=64)
+TINY = CodecConfig(n_filters=4, dimension=16, lstm_layers=1, card=64)
 
 
 def test_losses_rank_identical_above_noisy():

@@ -52,7 +52,7 @@ def test_eval_cli_end_to_end(tmp_path, capsys):
     torch.manual_seed(0)
     lm_cfg = LMConfig(dim=32, num_heads=2, num_layers=1, ffn_dim=64, card=64, cond_dim=384, cross_attention=False,
                       chroma=True, chroma_length=8)
-    codec = Codec(CodecConfig(n_filters=4, dimension=16, lstm_layers=1, bins=64)).remove_weight_norm()
+    codec = Codec(CodecConfig(n_filters=4, dimension=16, lstm_layers=1, card=64)).remove_weight_norm()
     cfg = dataclasses.replace(trainer.LMTrainConfig(lm=lm_cfg), max_duration=1.0)
     save_model(trainer.music_model(MusicLM(lm_cfg), codec, cfg), tmp_path / "tiny", dtype=torch.float32)
     out = tmp_path / "report"

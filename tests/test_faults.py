@@ -16,7 +16,7 @@ from pathlib import Path
 from musicgen_core.configs import CodecConfig
 from musicgen_core.train import codec as trainer
 cfg = dataclasses.replace(trainer.PRESETS["cpu-seanet"], codec=CodecConfig(n_filters=4, dimension=16, lstm_layers=1,
-                          bins=64), batch_size=2, clips_per_batch=1, segment=0.25, adv_start=10**9, log_every=1,
+                          card=64), batch_size=2, clips_per_batch=1, segment=0.25, adv_start=10**9, log_every=1,
                           val_every=10**9, val_clips=1, val_duration=0.5, workers=0, ckpt_minutes=0.0)
 trainer.train(cfg, Path(sys.argv[1]), max_steps=int(sys.argv[2]))
 """

@@ -27,7 +27,7 @@ def conditioning(lm: MusicLM, B: int = 2, L: int = 5):
     mask = torch.ones(B, L, dtype=torch.long)
     mask[1, 3:] = 0  # a shorter second prompt
     chroma = torch.nn.functional.one_hot(torch.randint(0, 12, (B, 9)), 12).float() if lm.cfg.chroma else None
-    return lm.condition(text, mask, chroma, torch.tensor([96.0, math.nan])[:B], torch.tensor([0.7, 0.0])[:B])
+    return lm.condition(text, mask, chroma, torch.tensor([96.0, math.nan])[:B], torch.tensor([0.7, 0.0])[:B], 50)
 
 
 MELODY = {"cross_attention": False, "chroma": True, "chroma_length": 20}
@@ -119,7 +119,7 @@ def test_tempo_conditioning():
     seq = torch.randint(0, lm.cfg.card + 1, (B, lm.cfg.n_q, 6))
     with torch.no_grad():
         def logits(model, bpm=None):
-            return model(seq, model.condition(text, mask, chroma, bpm))
+            return model(seq, model.condition(text, mask, chroma, bpm, frame_rate=50))
 
         base = logits(plain)
         torch.testing.assert_close(logits(lm, torch.full((B,), math.nan)), base, atol=0, rtol=0)

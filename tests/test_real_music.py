@@ -131,7 +131,7 @@ def test_level_augmentation_spans_the_range_with_silence_and_fades():
     assert at.shape == (3, 1, 16000) and np.allclose(rms_db(at[:, 0].numpy()), -30.0, atol=0.01)
 
 
-TINY = CodecConfig(n_filters=4, dimension=16, lstm_layers=1, bins=64)
+TINY = CodecConfig(n_filters=4, dimension=16, lstm_layers=1, card=64)
 
 
 @pytest.mark.slow

@@ -37,7 +37,7 @@ class Codec(nn.Module):
         if cfg.decoder not in ("seanet", "istft"):
             raise ValueError(f"unknown codec decoder {cfg.decoder!r} (expected 'seanet' or 'istft')")
         self.decoder = SEANetDecoder(cfg) if cfg.decoder == "seanet" else ISTFTDecoder(cfg)
-        self.quantizer = ResidualVectorQuantizer(cfg.dimension, cfg.n_q, cfg.bins)
+        self.quantizer = ResidualVectorQuantizer(cfg.dimension, cfg.n_q, cfg.card)
 
     @property
     def sample_rate(self) -> int:
@@ -61,7 +61,7 @@ class Codec(nn.Module):
 
     @property
     def cardinality(self) -> int:
-        return self.cfg.bins
+        return self.cfg.card
 
     def _check_wav(self, wav: torch.Tensor) -> None:
         if wav.dim() != 3 or wav.shape[1] != self.channels:

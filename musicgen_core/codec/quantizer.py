@@ -37,10 +37,10 @@ def kmeans(x: torch.Tensor, n_clusters: int, n_iters: int) -> tuple[torch.Tensor
     means = sample_vectors(x, n_clusters)
     for _ in range(n_iters):
         buckets = nearest_code(x, means)
-        bins = torch.bincount(buckets, minlength=n_clusters)
+        counts = torch.bincount(buckets, minlength=n_clusters)
         sums = torch.zeros_like(means).index_add_(0, buckets, x)
-        means = torch.where((bins == 0)[:, None], means, sums / bins.clamp(min=1)[:, None])
-    return means, bins
+        means = torch.where((counts == 0)[:, None], means, sums / counts.clamp(min=1)[:, None])
+    return means, counts
 
 
 def _all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
@@ -60,15 +60,15 @@ class VectorQuantizer(nn.Module):
     """One EMA codebook (audiocraft's `EuclideanCodebook`). Buffers: inited [1], cluster_size [C], embed [C, D],
     embed_avg [C, D]; only `embed` matters at inference."""
 
-    def __init__(self, dim: int, bins: int, decay: float = 0.99, kmeans_iters: int = 50,
+    def __init__(self, dim: int, card: int, decay: float = 0.99, kmeans_iters: int = 50,
                  dead_after: int = 100, epsilon: float = 1e-5):
         super().__init__()
-        self.bins, self.decay, self.kmeans_iters = bins, decay, kmeans_iters
+        self.card, self.decay, self.kmeans_iters = card, decay, kmeans_iters
         self.dead_after, self.epsilon = dead_after, epsilon
         self.register_buffer("inited", torch.zeros(1))
-        self.register_buffer("cluster_size", torch.zeros(bins))
-        self.register_buffer("embed", torch.zeros(bins, dim))
-        self.register_buffer("embed_avg", torch.zeros(bins, dim))
+        self.register_buffer("cluster_size", torch.zeros(card))
+        self.register_buffer("embed", torch.zeros(card, dim))
+        self.register_buffer("embed_avg", torch.zeros(card, dim))
         self.idle_steps: torch.Tensor | None = None  # [C] steps since each code was last used (training only)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:  # [N, D] -> [N]
@@ -92,7 +92,7 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _kmeans_init_(self, x: torch.Tensor) -> None:
-        embed, cluster_size = kmeans(x, self.bins, self.kmeans_iters)
+        embed, cluster_size = kmeans(x, self.card, self.kmeans_iters)
         self.embed.copy_(_broadcast(embed))
         self.cluster_size.copy_(_broadcast(cluster_size.to(embed.dtype)))
         # embed_avg is a running *sum* (embed = embed_avg / cluster_size); audiocraft copies `embed` here instead,
@@ -102,13 +102,13 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _ema_update_(self, x: torch.Tensor, codes: torch.Tensor) -> None:
-        onehot = F.one_hot(codes, self.bins).type(x.dtype)  # [N, C]
+        onehot = F.one_hot(codes, self.card).type(x.dtype)  # [N, C]
         counts = _all_reduce_mean(onehot.sum(0))
         sums = _all_reduce_mean(onehot.t() @ x)  # [C, D]
         self.cluster_size.lerp_(counts, 1 - self.decay)
         self.embed_avg.lerp_(sums, 1 - self.decay)
         total = self.cluster_size.sum()
-        smoothed = (self.cluster_size + self.epsilon) / (total + self.bins * self.epsilon) * total
+        smoothed = (self.cluster_size + self.epsilon) / (total + self.card * self.epsilon) * total
         self.embed.copy_(self.embed_avg / smoothed[:, None])
         self._replace_dead_codes_(x, counts)
 
@@ -116,12 +116,12 @@ class VectorQuantizer(nn.Module):
         """Codes unused for `dead_after` steps restart at random batch vectors, with fresh EMA statistics (weight 1)
         so that the next EMA steps keep them there until vectors pick them."""
         if self.idle_steps is None or self.idle_steps.device != counts.device:
-            self.idle_steps = torch.zeros(self.bins, dtype=torch.long, device=counts.device)
+            self.idle_steps = torch.zeros(self.card, dtype=torch.long, device=counts.device)
         self.idle_steps.add_(1).masked_fill_(counts > 0, 0)
         dead = self.idle_steps >= self.dead_after
         if self.dead_after <= 0 or not dead.any():
             return
-        samples = _broadcast(sample_vectors(x, self.bins))
+        samples = _broadcast(sample_vectors(x, self.card))
         self.embed.copy_(torch.where(dead[:, None], samples, self.embed))
         self.embed_avg.copy_(torch.where(dead[:, None], samples, self.embed_avg))
         self.cluster_size.masked_fill_(dead, 1.0)
@@ -131,10 +131,10 @@ class VectorQuantizer(nn.Module):
 class ResidualVectorQuantizer(nn.Module):
     """K codebooks applied to successive residuals. Keys: `layers.{k}.{embed, embed_avg, cluster_size, inited}`."""
 
-    def __init__(self, dim: int = 128, n_q: int = 4, bins: int = 2048, **vq_kwargs):
+    def __init__(self, dim: int = 128, n_q: int = 4, card: int = 2048, **vq_kwargs):
         super().__init__()
-        self.n_q, self.bins = n_q, bins
-        self.layers = nn.ModuleList([VectorQuantizer(dim, bins, **vq_kwargs) for _ in range(n_q)])
+        self.n_q, self.card = n_q, card
+        self.layers = nn.ModuleList([VectorQuantizer(dim, card, **vq_kwargs) for _ in range(n_q)])
 
     def _n_q(self, n_q: int | None) -> int:
         n_q = self.n_q if n_q is None else n_q

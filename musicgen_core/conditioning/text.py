@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import AutoModel, AutoTokenizer, T5EncoderModel
 
 
 MAX_TOKENS = 512  # T5's and MiniLM's training length
@@ -53,8 +54,6 @@ class TextEncoder(nn.Module):
 def load_text_encoder(kind: str, folder: str | Path | None = None) -> TextEncoder:
     """A frozen encoder saved with save_pretrained: kind "t5" (T5EncoderModel) or "sentence" (a BERT-like AutoModel;
     the folder defaults to the installed all-MiniLM-L6-v2)."""
-    from transformers import AutoModel, AutoTokenizer, T5EncoderModel
-
     if kind == "sentence":
         folder = folder or minilm_folder()
         return TextEncoder(AutoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(str(folder)))

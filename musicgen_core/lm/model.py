@@ -29,6 +29,7 @@ class Context:
     prefix: torch.Tensor | None = None  # [B, P, D]
     bpm: torch.Tensor | None = None  # [B] stated tempo (NaN = unknown), for models with a tempo grid
     t0: torch.Tensor | None = None  # [B] seconds from a downbeat to sequence step 0 (the grid's phase)
+    frame_rate: float | None = None  # steps per second (the codec's frame rate): the grid's time axis
 
     @property
     def prefix_len(self) -> int:
@@ -72,23 +73,28 @@ class MusicLM(nn.Module):
             nn.init.zeros_(self.tempo_proj.weight)
 
     def condition(self, text: torch.Tensor, text_mask: torch.Tensor, chroma: torch.Tensor | None = None,
-                  bpm: torch.Tensor | None = None, t0: torch.Tensor | None = None) -> Context:
+                  bpm: torch.Tensor | None = None, t0: torch.Tensor | None = None,
+                  frame_rate: float | None = None) -> Context:
         """text [B, L, cond_dim] and its mask [B, L] (0 = padding or null); chroma [B, F, 12] one-hot (melody);
-        tempo models: bpm [B] (NaN or None = unknown) and t0 [B], seconds from a downbeat to step 0 (default 0)."""
+        tempo models: bpm [B] (NaN or None = unknown), t0 [B], seconds from a downbeat to step 0 (default 0), and
+        the codec's frame rate (steps per second)."""
         text = text.to(self.emb.dtype)  # encoders run in float32; a bf16 LM takes bf16 inputs
         text = self.text_proj(text) * text_mask[..., None].to(text.dtype)  # padding and null rows -> exact zeros
         bpm = bpm.to(text.device) if self.cfg.tempo and bpm is not None else None
         t0 = None if bpm is None else torch.zeros_like(bpm) if t0 is None else t0.to(bpm)
+        if bpm is not None and frame_rate is None:
+            raise ValueError("a tempo model's context needs the codec's frame_rate (steps per second)")
         if self.cfg.chroma:
             chroma = fit_chroma_length(chroma, self.cfg.chroma_length)
-            return Context(prefix=torch.cat([self.chroma_proj(chroma.to(text.dtype)), text], dim=1), bpm=bpm, t0=t0)
+            return Context(prefix=torch.cat([self.chroma_proj(chroma.to(text.dtype)), text], dim=1), bpm=bpm, t0=t0,
+                           frame_rate=frame_rate)
         mask = None
         if self.cfg.mask_text_padding:
             keep = text_mask.bool()
             keep = keep | ~keep.any(dim=-1, keepdim=True)  # null rows have zero K/V: attending to all gives 0
             mask = keep[:, None, None, :]
         return Context(cross_kv=[layer.cross_attn.project_kv(text) for layer in self.layers], cross_mask=mask,
-                       bpm=bpm, t0=t0)
+                       bpm=bpm, t0=t0, frame_rate=frame_rate)
 
     def new_cache(self, batch: int, length: int, device=None, dtype=None) -> KVCache:
         """Preallocated self-attention cache for `length` positions (prefix included)."""
@@ -104,7 +110,7 @@ class MusicLM(nn.Module):
         x = F.embedding(seq + offsets, self.emb.view(K * rows, D)).sum(dim=1)  # [B, S, D]
         if ctx.bpm is None:
             return x
-        return x + self.tempo_proj(tempo_features(ctx.bpm, ctx.t0, steps, self.cfg.frame_rate).to(x.dtype))
+        return x + self.tempo_proj(tempo_features(ctx.bpm, ctx.t0, steps, ctx.frame_rate).to(x.dtype))
 
     def forward(self, seq: torch.Tensor, ctx: Context, cache: KVCache | None = None, start: int = 0) -> torch.Tensor:
         """seq [B, K, S] token ids (special = card) -> logits [B, K, S, card] (float32).

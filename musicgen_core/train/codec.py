@@ -12,7 +12,9 @@ when its folder is gone.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -21,12 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
 from ..checkpoints import default_model_dir
 from ..codec import Codec
 from ..configs import CodecConfig
+from ..eval.metrics import chroma_cosine
 from . import runtime
+from .codec_eval import codec_speed, plot_reconstructions
 from .codec_data import TrainBatches, at_level, held_out_clips, held_out_real, rms_db
+from .tokens import load_codec
 from .losses import (ChromaLoss, MultiResolutionMelLoss, MultiResolutionSTFTLoss, MultiScaleSTFTDiscriminator,
                      discriminator_loss, generator_losses, si_sdr)
 
@@ -84,8 +90,6 @@ EVAL_MEL_WINDOWS = (128, 256, 512, 1024, 2048)  # the held-out mel distance keep
 def evaluate(codec: Codec, clips: torch.Tensor, batch: int = 8) -> dict[str, float]:
     """Held-out reconstruction metrics: mel distance, SI-SDR, soft chroma cosine, audiocraft's argmax chroma cosine
     (`chroma_argmax`), output minus input RMS level in dB (`level_db`), codebook usage and perplexity."""
-    from ..eval.metrics import chroma_cosine
-
     modes = [m.training for m in codec.modules()]
     codec.eval()
     mel = MultiResolutionMelLoss(codec.sample_rate, windows=EVAL_MEL_WINDOWS).to(clips.device)
@@ -116,10 +120,6 @@ def evaluate(codec: Codec, clips: torch.Tensor, batch: int = 8) -> dict[str, flo
 # --- checkpoints --------------------------------------------------------------------------------------------------
 def export_codec(codec: Codec, folder: Path, dtype=torch.float16) -> Path:
     """Write inference weights (weight norm folded) as codec.safetensors + codec_config.json."""
-    import copy
-    import json
-
-    from safetensors.torch import save_file
 
     folded = Codec(codec.cfg)
     folded.load_state_dict(copy.deepcopy(codec.state_dict()))
@@ -206,8 +206,6 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
         step, elapsed = state["step"], state["elapsed"]
         print(f"resumed from {ckpt} at step {step} ({elapsed / 60:.1f} min)", flush=True)
     elif warm_start is not None and warm_start.is_file():
-        from safetensors.torch import load_file
-
         codec.load_state_dict(warm_start_state(codec, load_file(str(warm_start), device=str(rt.device))))
         print(f"warm-started from {warm_start}", flush=True)
     model, dmodel = rt.wrap(codec), rt.wrap(disc)
@@ -351,10 +349,6 @@ def add_cli(subparsers) -> None:
                    help="also measure the first 8 clips of each set at these RMS levels")
 
     def run_eval(args: argparse.Namespace) -> None:
-        import json
-
-        from .codec_eval import codec_speed, plot_reconstructions
-        from .tokens import load_codec
 
         torch.set_num_threads(args.threads)
         seeds = range(args.seed, args.seed + args.n)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .melodies import chorale_window, melody_window
 from .styles import (BASS, COMP, CRASH_PATTERNS, DEFAULT_LEAD_RANGE, DRUMS, LEAD_RANGES, PROGRESSIONS, STACCATO,
                      VOICE_LEADS, Part, Style, instrument_name)
 from .styles import C as CRASH, S as SNARE
@@ -358,8 +359,6 @@ class _Composer:
     def tune_window(self, lo: int, hi: int) -> tuple[list[tuple[int, float, float]], dict]:
         """A bar-aligned window of the real tune in this key (repeated if the tune is shorter than the clip), moved
         by octaves into the lead range -> (lead notes, {"alto"/"tenor"/"bass": notes} for chorales, else {})."""
-        from .melodies import chorale_window, melody_window
-
         if self.tune.voices:
             parts = chorale_window(self.tune, self.n_bars, self.rng, transpose_to=self.tonic)
         else:

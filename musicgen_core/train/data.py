@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .captions import caption, key_name
 from .compose import compose
+from .melodies import load_melodies, split_melodies
 from .render import SAMPLE_RATE, load_soundfont, playable, render, soundfont_paths
 from .styles import STYLE_BY_NAME, STYLES, instrument_name
 
@@ -41,8 +43,6 @@ class Example:
 def _tune_split() -> tuple[tuple, tuple]:
     """(train, held_out) real tunes, or two empty tuples when the melody database is not built."""
     try:
-        from .melodies import load_melodies, split_melodies
-
         return split_melodies(load_melodies())
     except FileNotFoundError:
         return (), ()
@@ -149,8 +149,6 @@ class SyntheticMusic(IterableDataset):
 
 def write_examples(n: int, duration: float, out_dir: str | Path, seed_start: int = VALID_SEEDS) -> list[Path]:
     """Write clips seed_start .. seed_start+n-1 as SEED.wav (mix), SEED.lead.wav and SEED.json (caption + metadata)."""
-    import soundfile as sf
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []

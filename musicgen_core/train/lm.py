@@ -19,14 +19,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import plots
+from ..audio import save_audio
+from ..checkpoints import load_own, save_model
 from ..conditioning.chroma import null_chroma
 from ..conditioning.tempo import bpm_tensor
 from ..conditioning.text import TextEncoder, load_text_encoder
-from ..configs import LMConfig, MusicGenConfig, TextConfig
+from ..configs import CodecConfig, LMConfig, MusicGenConfig, TextConfig
+from ..generate import MusicGen
 from ..lm.model import MusicLM
 from ..patterns import get_pattern
 from . import runtime
-from .tokens import load_shards
+from .tokens import load_codec, load_shards
+
+# Token shards are encoded by codecs with the default token interface (32 kHz, hop 640): the tempo grid's time axis.
+TOKEN_FRAME_RATE = CodecConfig().frame_rate
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,7 @@ def lm_loss(lm: MusicLM, pattern, text_encoder: TextEncoder, codes, texts, chrom
     device = lm.emb.device
     seq, _ = pattern.build(codes.to(device), lm.cfg.special_token, keep_only_valid_steps=True)  # [B, K, S]
     text, mask = text_encoder(texts)
-    ctx = lm.condition(text.to(device), mask.to(device), chroma.to(device), bpm_tensor(texts), t0)
+    ctx = lm.condition(text.to(device), mask.to(device), chroma.to(device), bpm_tensor(texts), t0, TOKEN_FRAME_RATE)
     logits = (forward or lm)(seq, ctx)  # [B, K, S, card]
     logits, valid = pattern.revert_logits(logits, keep_only_valid_steps=True)  # [B, K, T, card], [K, T]
     losses = []
@@ -132,8 +139,6 @@ SAMPLE_PROMPTS = ("an upbeat folk song with fiddle and acoustic guitar, 120 bpm"
 
 def music_model(lm: MusicLM, codec, cfg: LMTrainConfig, text_encoder: TextEncoder | None = None):
     """The MusicGen facade around a trained LM and codec (MiniLM text encoder), as shipped."""
-    from ..generate import MusicGen
-
     config = MusicGenConfig(codec=codec.cfg, lm=cfg.lm, text=TextConfig("sentence", "all-MiniLM-L6-v2", 384),
                             max_duration=cfg.max_duration)
     return MusicGen(lm, codec, text_encoder or load_text_encoder("sentence"), config, name="default")
@@ -141,9 +146,6 @@ def music_model(lm: MusicLM, codec, cfg: LMTrainConfig, text_encoder: TextEncode
 
 def write_samples(model, folder: Path, step: int, seconds: float = 5.0) -> None:
     """Generate the sample prompts (fixed seed) to step_N_i.wav + a token-grid PNG of each."""
-    from .. import plots
-
-    from ..audio import save_audio
 
     folder.mkdir(parents=True, exist_ok=True)
     wav, codes = model.generate(list(SAMPLE_PROMPTS), return_tokens=True, seed=step, duration=seconds)
@@ -159,10 +161,6 @@ def export_default(codec_path: str, lm_checkpoint: Path, out: Path, weights: str
     """Ship the EMA (or the raw, `weights="lm"`) weights of an LM run with its codec as a model folder in our format
     (fp16 tensors). `lm_checkpoint` may also be a model folder in our format: its LM ships with the new codec (which
     must make the same tokens)."""
-    from ..checkpoints import load_own, save_model
-    from ..generate import MusicGen
-    from .tokens import load_codec
-
     codec = load_codec(codec_path)
     if lm_checkpoint.is_dir():
         cfg, lm, _, text = load_own(lm_checkpoint)
@@ -216,8 +214,6 @@ def train(cfg: LMTrainConfig, tokens: Path, valid_tokens: Path, run_dir: Path, m
         print(f"initialised from {init}; new: {missing}", flush=True)
     model = rt.wrap(lm)
     if codec_path:
-        from .tokens import load_codec
-
         codec = load_codec(codec_path).to(rt.device)
     clock, metrics = runtime.Clock(step, elapsed, max_steps, max_minutes, cfg.ckpt_minutes), {}
 
