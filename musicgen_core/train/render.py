@@ -18,6 +18,9 @@ from .styles import STYLE_BY_NAME
 
 SAMPLE_RATE = 32000
 PREROLL = 1.0  # seconds rendered before the clip for notes already sounding at its start
+# The lead's level over the backing's (RMS): the lead carries the tune, so a model trained on these mixes makes the
+# melody it is given audible (at -5..+1 dB, v4's range, its output's dominant pitch class followed the accompaniment)
+LEAD_OVER_BACKING_DB = (0.0, 6.0)
 DEBIAN_SOUNDFONTS = ("/usr/share/sounds/sf3/FluidR3Mono_GM.sf3", "/usr/share/sounds/sf2/sf_GMbank.sf2")
 # Presets whose samples sound off-pitch: (SoundFont file name, program) -> semitones to add (measured f0 of
 # rendered notes; TimGM6mb's whistle sounds a major sixth low).
@@ -186,7 +189,7 @@ def render(piece: Piece, soundfont: str, rng: np.random.Generator) -> tuple[np.n
     backing_tracks = [t for t in piece.tracks if t.role != "lead"]
     lead = _render_pass(soundfont, lead_tracks, _events(lead_tracks, rng, t0), pre + n)[pre:]
     backing = _render_pass(soundfont, backing_tracks, _events(backing_tracks, rng, t0), pre + n)[pre:]
-    balance = 10 ** (rng.uniform(-5, 1) / 20) * _rms(backing) / _rms(lead) if _rms(lead) > 1e-6 else 0.0
+    balance = 10 ** (rng.uniform(*LEAD_OVER_BACKING_DB) / 20) * _rms(backing) / _rms(lead) if _rms(lead) > 1e-6 else 0.0
     style = STYLE_BY_NAME[piece.style]
     mix = _reverb(_eq(backing + balance * lead, rng), rng, rng.uniform(*style.reverb))
     if style.vinyl:
