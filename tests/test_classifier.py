@@ -45,3 +45,29 @@ def test_shipped_probes_load():
 
     probes = load_probes(Path(__file__).resolve().parent.parent / "musicgen_core" / "eval" / "probes.npz")
     assert len(probes["style"].classes) == 19
+
+
+def test_real_packages_become_style_classes(tmp_path):
+    """Two fake packages that sound apart (a low drone and bright noise) are told apart by the style probe."""
+    import soundfile as sf
+
+    from musicgen_core.train.real import build_corpus
+
+    rng, t = np.random.default_rng(0), np.arange(12 * 22050) / 22050
+    sounds = {"drone-music": 0.3 * np.sin(2 * np.pi * 110 * t), "noise-music": 0.1 * rng.standard_normal(len(t)),
+              "held-music": 0.3 * np.sin(2 * np.pi * 440 * t)}
+    trees = {}
+    for name, audio in sounds.items():
+        tree = tmp_path / name
+        (tree / "usr/share/doc" / name).mkdir(parents=True)
+        (tree / "usr/share/doc" / name / "copyright").write_text("License: GPL-2+\n")
+        (tree / "usr/share/game/music").mkdir(parents=True)
+        sf.write(tree / "usr/share/game/music/a.wav", audio.astype(np.float32), 22050)
+        trees[name] = tree
+    build_corpus(trees, tmp_path / "cache", valid_packages=("held-music",))
+    scores = train_probes(n_train=40, n_valid=10, duration=1.0, out=tmp_path / "p.npz", real=str(tmp_path / "cache"),
+                          n_real=10)
+    probes = load_probes(tmp_path / "p.npz")
+    assert {"real:drone-music", "real:noise-music"} <= set(probes["style"].classes)
+    assert not any("held-music" in c for c in probes["style"].classes)  # held-out packages never become classes
+    assert "real:" not in "".join(probes["family"].classes) and scores["real_package_accuracy"] == 1.0

@@ -103,15 +103,48 @@ def corpus_features(seeds, duration: float, codec=None) -> tuple[np.ndarray, np.
     return np.stack(feats), np.array(coded, dtype=np.float32).reshape(-1, feats[0].shape[0]), styles, families
 
 
-def train_probes(n_train: int, n_valid: int, duration: float, out: Path, codec=None) -> dict[str, float]:
+def real_features(folder: str | Path, n_per_package: int, duration: float, seed: int, codec=None,
+                  min_dbfs: float = -45.0) -> tuple[np.ndarray, list[str]]:
+    """Features of `n_per_package` random crops of each package of a real corpus's training split (with a codec: of
+    their reconstructions too, after them) and their labels "real:<package>"."""
+    from ..train.real import RealCorpus
+    from .metrics import codec_round_trip
+
+    corpus, rng = RealCorpus(folder, "train"), np.random.default_rng(seed)
+    length, feats, coded, labels = int(duration * 32000), [], [], []
+    for package in sorted({t["package"] for t in corpus.tracks}):
+        tracks = [i for i, t in enumerate(corpus.tracks) if t["package"] == package]
+        weights = corpus.weights[tracks] / corpus.weights[tracks].sum()
+        while labels.count(f"real:{package}") < n_per_package:
+            track = corpus.track(int(rng.choice(tracks, p=weights)))
+            start = int(rng.integers(0, max(1, len(track) - length)))
+            crop = track[start:start + length].astype(np.float32) / 32768.0
+            if len(crop) < length or 10 * np.log10(np.mean(crop.astype(np.float64) ** 2) + 1e-12) < min_dbfs:
+                continue
+            feats.append(clip_features(crop))
+            if codec is not None:
+                coded.append(clip_features(codec_round_trip(codec, crop)))
+            labels.append(f"real:{package}")
+    return np.stack(feats + coded), labels * (2 if coded else 1)
+
+
+def train_probes(n_train: int, n_valid: int, duration: float, out: Path, codec=None, real: str | None = None,
+                 n_real: int = 150) -> dict[str, float]:
     """Fit the style and lead-family probes on training-split clips (with a codec: and on their reconstructions);
-    report accuracy on validation clips (with a codec: and on their reconstructions, `*_via_codec`)."""
+    report accuracy on validation clips (with a codec: and on their reconstructions, `*_via_codec`). With a real
+    corpus, the style probe also learns each training package as a class "real:<package>" (`n_real` crops each),
+    so generated audio can be placed nearest a group of real tracks; its accuracy on other crops of those packages
+    is `real_package_accuracy` (the same tracks: an upper bound)."""
     from ..train.data import VALID_SEEDS
 
     x, xc, styles, families = corpus_features(range(VALID_SEEDS, VALID_SEEDS + n_train), duration, codec)
     if len(xc):  # every clip twice: as rendered and as the codec reconstructs it
         x, styles, families = np.concatenate([x, xc]), styles * 2, families * 2
-    probes = {"style": Probe.fit(x, styles), "family": Probe.fit(x, families)}
+    probes = {"family": Probe.fit(x, families)}
+    if real:
+        xr, packages = real_features(real, n_real, duration, seed=0, codec=codec)
+        x, styles = np.concatenate([x, xr]), styles + packages
+    probes["style"] = Probe.fit(x, styles)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_probes(probes, out)
     xv, xvc, styles_v, families_v = corpus_features(range(n_valid), duration, codec)
@@ -120,6 +153,9 @@ def train_probes(n_train: int, n_valid: int, duration: float, out: Path, codec=N
         if len(feats):
             for name, labels in (("style", styles_v), ("family", families_v)):
                 scores[f"{name}_accuracy{suffix}"] = float(np.mean(np.array(probes[name].predict(feats)) == labels))
+    if real:
+        xr, packages = real_features(real, max(1, n_real // 5), duration, seed=1)
+        scores["real_package_accuracy"] = float(np.mean(np.array(probes["style"].predict(xr)) == packages))
     return scores
 
 
@@ -132,7 +168,10 @@ def add_cli(subparsers) -> None:
                    help="also fit on the clips as this model's codec reconstructs them (model folder, 'default' for "
                         "the embedded default, 'none' for rendered audio only)")
     p.add_argument("--out", default="musicgen_core/eval/probes.npz")
-    p.set_defaults(func=lambda a: print(train_probes(a.n, a.valid, a.dur, Path(a.out), _codec(a.codec))))
+    p.add_argument("--real", help="real-music cache (`musicgen fetch-real`): its packages become style classes")
+    p.add_argument("--n-real", type=int, default=150, help="crops per real package")
+    p.set_defaults(func=lambda a: print(train_probes(a.n, a.valid, a.dur, Path(a.out), _codec(a.codec), a.real,
+                                                     a.n_real)))
 
 
 def _codec(name: str):
