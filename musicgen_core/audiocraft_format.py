@@ -9,9 +9,9 @@ import yaml
 from transformers import EncodecModel
 
 from .codec import Codec
-from .conditioning.text import TextEncoder, load_text_encoder
+from .conditioning.text import TextEncoder
 from .configs import CodecConfig, LMConfig, MusicGenConfig, TextConfig
-from .hf_format import HF_CODEC_RENAMES, hf_codec_config, hf_codec_state_dict
+from .hf_format import HF_CODEC_RENAMES, hf_codec_config, hf_codec_state_dict, load_text_encoder
 from .lm.model import MusicLM
 from .weights import CheckpointError, build_codec, build_lm, read_weights, rename_keys, stack_keys
 

@@ -23,9 +23,9 @@ from . import hub
 from .audiocraft_format import load_audiocraft
 from .codec import Codec
 from .codec.seanet import remove_weight_norm
-from .conditioning.text import TextEncoder, load_text_encoder
+from .conditioning.text import TextEncoder
 from .configs import MusicGenConfig
-from .hf_format import load_transformers
+from .hf_format import load_text_encoder, load_transformers
 from .lm.model import MusicLM
 from .lm.transformer import block_wide_inputs
 from .quantize import check_precision, set_precision

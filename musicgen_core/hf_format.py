@@ -1,5 +1,6 @@
 """transformers' MusicGen / MusicGen-Melody checkpoint format: config.json, (sharded) safetensors or
-pytorch_model.bin, tokenizer files. The key mapping onto our modules lives here and nowhere else."""
+pytorch_model.bin, tokenizer files; and text encoders saved with save_pretrained. The key mapping onto our modules
+lives here and nowhere else."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,10 +8,10 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, T5Config, T5EncoderModel
+from transformers import AutoModel, AutoTokenizer, T5Config, T5EncoderModel
 
 from .codec import Codec
-from .conditioning.text import TextEncoder
+from .conditioning.text import TextEncoder, minilm_folder
 from .configs import CodecConfig, LMConfig, MusicGenConfig, TextConfig
 from .lm.model import MusicLM
 from .weights import (CheckpointError, build_codec, build_lm, load_state_dict_strict, read_weights, rename_keys,
@@ -123,3 +124,14 @@ def load_transformers(folder: Path) -> tuple[MusicGenConfig, MusicLM, Codec, Tex
     load_state_dict_strict(t5, t5_sd, "text encoder", assign=True)
     t5.tie_weights()
     return cfg, lm, codec, TextEncoder(t5, AutoTokenizer.from_pretrained(str(folder)))
+
+
+def load_text_encoder(kind: str, folder: str | Path | None = None) -> TextEncoder:
+    """A frozen encoder saved with save_pretrained: kind "t5" (T5EncoderModel) or "sentence" (a BERT-like AutoModel;
+    the folder defaults to the installed all-MiniLM-L6-v2)."""
+    if kind == "sentence":
+        folder = folder or minilm_folder()
+        return TextEncoder(AutoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(str(folder)))
+    if kind == "t5":
+        return TextEncoder(T5EncoderModel.from_pretrained(folder), AutoTokenizer.from_pretrained(str(folder)))
+    raise ValueError(f"unknown text encoder kind {kind!r} (expected 't5' or 'sentence')")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from musicgen_core import MusicGen
-from musicgen_core.sampling import GenerationParams, sample_next_token
+from musicgen_core.sampling import GenerationParams, guide, sample_next_token
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +18,15 @@ def model(hf_musicgen_dir) -> MusicGen:
 @pytest.fixture(scope="module")
 def melody_model(hf_melody_dir) -> MusicGen:
     return MusicGen.from_pretrained(hf_melody_dir[1], device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def shared_models_stay_untouched(request):
+    """The module's models are shared: a test may not leave settings behind for the next one."""
+    models = [request.getfixturevalue(n) for n in ("model", "melody_model") if n in request.fixturenames]
+    before = [(m.params, m._progress, m._step) for m in models]
+    yield
+    assert [(m.params, m._progress, m._step) for m in models] == before
 
 
 def short_windows(m: MusicGen, max_duration: float) -> MusicGen:
@@ -39,6 +48,41 @@ def test_top_k_top_p_and_greedy():
     assert torch.equal(tok, probs.indices[..., 0])
     assert torch.equal(sample_next_token(logits, GenerationParams(temperature=0.0), g), logits.argmax(-1))
     assert torch.equal(sample_next_token(logits, GenerationParams(use_sampling=False), g), logits.argmax(-1))
+
+
+def test_temperature_zero_is_greedy_and_top_k_zero_is_no_filter():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 3, 16)
+    for p in (GenerationParams(temperature=0.0), GenerationParams(temperature=-1.0), GenerationParams(top_k=1),
+              GenerationParams(use_sampling=False, top_p=0.9)):
+        assert torch.equal(sample_next_token(logits, p, torch.Generator().manual_seed(1)), logits.argmax(-1)), p
+    for top_k in (0, 16, 100):  # no filter, a filter keeping every token, one larger than the vocabulary
+        draws = sample_next_token(logits, GenerationParams(top_k=top_k), torch.Generator().manual_seed(1))
+        unfiltered = torch.multinomial(logits.softmax(-1).flatten(0, 1), 1, generator=torch.Generator().manual_seed(1))
+        assert torch.equal(draws, unfiltered.view(4, 3)), top_k
+
+
+def test_temperature_scales_the_distribution():
+    logits = torch.tensor([[[2.0, 1.0, 0.0]]])
+    for temperature in (0.5, 2.0):
+        g = torch.Generator().manual_seed(2)
+        draws = sample_next_token(logits, GenerationParams(top_k=0, temperature=temperature), g)
+        expected = torch.multinomial((logits / temperature).softmax(-1).flatten(0, 1), 1,
+                                     generator=torch.Generator().manual_seed(2))
+        assert torch.equal(draws, expected.view(1, 1))
+
+
+def test_top_k_keeps_exactly_the_k_most_likely():
+    logits = torch.tensor([[[4.0, 3.0, 2.0, 1.0, 0.0]]])
+    g = torch.Generator().manual_seed(0)
+    seen = {int(sample_next_token(logits, GenerationParams(top_k=2, temperature=8.0), g)) for _ in range(300)}
+    assert seen == {0, 1}
+
+
+def test_guidance_mixes_conditional_and_unconditional():
+    cond, uncond = torch.tensor([[1.0, 4.0]]), torch.tensor([[2.0, 0.0]])
+    torch.testing.assert_close(guide(torch.cat([cond, uncond]), 3.0), uncond + (cond - uncond) * 3.0)
+    torch.testing.assert_close(guide(torch.cat([cond, uncond]), 1.0), cond)
 
 
 def test_top_p_keeps_the_nucleus():

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, T5EncoderModel
-
 
 MAX_TOKENS = 512  # T5's and MiniLM's training length
 
@@ -49,17 +47,6 @@ class TextEncoder(nn.Module):
         tok = self.tokenize(descriptions, device)
         emb = self.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]).last_hidden_state
         return emb.float(), tok["attention_mask"]
-
-
-def load_text_encoder(kind: str, folder: str | Path | None = None) -> TextEncoder:
-    """A frozen encoder saved with save_pretrained: kind "t5" (T5EncoderModel) or "sentence" (a BERT-like AutoModel;
-    the folder defaults to the installed all-MiniLM-L6-v2)."""
-    if kind == "sentence":
-        folder = folder or minilm_folder()
-        return TextEncoder(AutoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(str(folder)))
-    if kind == "t5":
-        return TextEncoder(T5EncoderModel.from_pretrained(folder), AutoTokenizer.from_pretrained(str(folder)))
-    raise ValueError(f"unknown text encoder kind {kind!r} (expected 't5' or 'sentence')")
 
 
 def minilm_folder() -> Path:

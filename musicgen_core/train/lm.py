@@ -24,9 +24,10 @@ from ..audio import save_audio
 from ..checkpoints import load_own, save_model
 from ..conditioning.chroma import null_chroma
 from ..conditioning.tempo import bpm_tensor
-from ..conditioning.text import TextEncoder, load_text_encoder
+from ..conditioning.text import TextEncoder
 from ..configs import CodecConfig, LMConfig, MusicGenConfig, TextConfig
 from ..generate import MusicGen
+from ..hf_format import load_text_encoder
 from ..lm.model import MusicLM
 from ..patterns import get_pattern
 from . import runtime
