@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="default: 127.0.0.1, or 0.0.0.0 on a Hugging Face Space (SPACE_ID set)")
     parser.add_argument("--port", type=int, default=None, help="default: 7860 or the first free port after it")
     parser.add_argument("--share", action="store_true", help="also serve on a public gradio.live link")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help=PRECISION_HELP)
+    parser.add_argument("--precision", choices=PRECISIONS, default=os.environ.get("MUSICGEN_PRECISION", "fp32"),
+                        help=PRECISION_HELP + " (default: $MUSICGEN_PRECISION or fp32)")
     parser.add_argument("--no-hub", action="store_true", help="do not offer the official checkpoints of the Hub")
     parser.add_argument("--concurrency", type=int, default=None,
                         help="generations at once (default: 1 on a CPU, 2 on a GPU)")
