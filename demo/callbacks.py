@@ -242,7 +242,8 @@ def generate(cache: ModelCache, streaming: bool, prompt: str, melody: str | None
             history = (new + list(history or []))[:HISTORY_SIZE]
             grid, spectrogram, comparison = figures(lm, torch.from_numpy(_read(paths[0])), codes[0],
                                                     audio if "melody_wavs" in inputs else None)
-            slots = {f"take_{i}": gr.update(value=paths[i], visible=True, label=f"Take {i + 1} of {takes} (seed {seed})")
+            slots = {f"take_{i}": gr.update(value=paths[i], visible=True,
+                                            label=f"Take {i + 1} of {takes} (seed {seed})")
                      if takes > 1 and i < takes else gr.update(value=None, visible=False) for i in range(MAX_TAKES)}
             yield outputs(files=paths, token_grid=grid, chroma_cmp=comparison, seed_used=seed, stats=summary,
                           player=gr.skip() if streaming else paths[0], spectrogram=spectrogram, history=history,

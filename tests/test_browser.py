@@ -105,7 +105,7 @@ def test_generate_in_the_browser(server, tmp_path):
             page.get_by_label("2", exact=True).check()  # two takes
             page.locator("#seed input").fill("21")
             page.locator("#generate").click()
-            expect(page.locator("#stats")).to_contain_text(f"x 2 takes")
+            expect(page.locator("#stats")).to_contain_text("x 2 takes")
             expect(page.locator("#stats")).to_contain_text(f"model {SMALL}")
             for take in ("take-0", "take-1"):
                 expect(page.locator(f"#{take}")).to_be_visible()
