@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import librosa
 import numpy as np
 import pytest
 import torch
@@ -15,18 +16,21 @@ from musicgen_core.codec import Codec
 from musicgen_core.conditioning.chroma import ChromaExtractor
 from musicgen_core.configs import CodecConfig, LMConfig
 from musicgen_core.eval import metrics
-from musicgen_core.eval.report import eval_items, melody_query
-from musicgen_core.eval.voices import VOICES
+from musicgen_core.eval.report import QUERIES, REGISTER_MEDIAN, eval_items, melody_query
 from musicgen_core.lm.model import MusicLM
 from musicgen_core.train import lm as trainer
 from musicgen_core.train.data import melody_chroma
 
 
-@pytest.mark.parametrize("voice", sorted(VOICES))
-def test_melody_queries_carry_the_tune(voice):
+@pytest.mark.parametrize("voice,register", QUERIES)
+def test_melody_queries_carry_the_tune_in_their_register(voice, register):
     (ex,) = eval_items(1, 6.0, tunes_only=True)
     assert ex.metadata["melody_source"] in ("folk", "chorale") and ex.metadata["seed"] < 10_000_000
-    query = melody_query(ex, voice, 6.0)
+    query = melody_query(ex, voice, 6.0, register)
+    f0, voiced, _ = librosa.pyin(query, fmin=60, fmax=2500, sr=32000, frame_length=4096)
+    sounding = np.median(librosa.hz_to_midi(f0[voiced]))  # where the tune sounds
+    expected = REGISTER_MEDIAN[register] + (12 if voice == "whistle" else 0)
+    assert abs(sounding - expected) <= 7, sounding
     assert query.shape == (6 * 32000,) and np.isfinite(query).all()
     extractor = ChromaExtractor(32000)
     heard = extractor(torch.from_numpy(query)[None])[0].argmax(-1).numpy()  # [frames]
@@ -57,7 +61,8 @@ def test_eval_cli_end_to_end(tmp_path, capsys):
     save_model(trainer.music_model(MusicLM(lm_cfg), codec, cfg), tmp_path / "tiny", dtype=torch.float32)
     out = tmp_path / "report"
     main(["eval", "--model", str(tmp_path / "tiny"), "--n", "3", "--dur", "1", "--melody", "--batch", "2",
-          "--out", str(out), "--precision", "fp32", "--precision", "int8", "--cfg-coef", "3", "--cfg-coef", "1"])
+          "--out", str(out), "--precision", "fp32", "--precision", "int8", "--cfg-coef", "3", "--cfg-coef", "1",
+          "--plain"])
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("style_accuracy=") and "chroma_with_melody=" in line and "real_time_factor=" in line
     summary = json.loads((out / "summary.json").read_text())
@@ -68,7 +73,15 @@ def test_eval_cli_end_to_end(tmp_path, capsys):
         assert np.isfinite(figures[key]), key
     assert 0.0 <= figures["chroma_with_melody"] <= 1.0
     clips = summary["models"]["tiny-cfg3"]["clips"]
-    assert [c["voice"] for c in clips] == ["hum", "whistle", "piano"] and len({c["seed"] for c in clips}) == 3
+    assert [(c["voice"], c["register"]) for c in clips] == list(QUERIES[:3]) and len({c["seed"] for c in clips}) == 3
+    assert np.isfinite(figures["chroma_with_melody_low"]) and np.isfinite(figures["chroma_with_melody_high"])
+    assert figures["plain_prompts"] == 40 and 0 <= figures["plain_prompts_landed"] <= 40
+    plain = summary["models"]["tiny-cfg3"]["plain"]
+    assert len(plain) == 40 and all(r["landed"] == (r["landed_on"] in [t.split(":")[1] for t in r["targets"]])
+                                    for r in plain)
+    report = (out / "report.md").read_text()
+    assert report.count("| plain-language prompt |") == 4 and "tiny-cfg3_spectrograms.png" in report
+    assert (out / "tiny-cfg3_spectrograms.png").stat().st_size > 10_000
     assert {"style_accuracy", "frechet_distance"} <= set(summary["reference"])
     assert list(summary["models"]) == ["tiny-cfg3", "tiny-cfg1", "tiny-int8-cfg3", "tiny-int8-cfg1"]
     assert summary["settings"]["cfg_coefs"] == "3, 1"

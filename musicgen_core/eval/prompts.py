@@ -13,3 +13,20 @@ def load_plain_prompts(path: Path = PLAIN_PROMPTS) -> list[tuple[str, tuple[str,
     if rows[0] != ["prompt", "nearest"] or any(len(r) != 2 for r in rows):
         raise ValueError(f"{path}: expected a 'prompt<TAB>nearest' header and two columns per row")
     return [(prompt, tuple(label.strip() for label in nearest.split("|"))) for prompt, nearest in rows[1:]]
+
+
+def landing(model, probes, seed: int, params, batch: int = 8) -> dict:
+    """Generate each plain prompt once (batch b with seed + b) and place the audio with the style probe: a prompt
+    lands when the probe's label is one of its targets ("style:<name>" is the probe's "<name>"). Real-group targets
+    need probes fitted with real packages (`train-probes --real`); without them those prompts cannot land."""
+    from .classifier import clip_features
+
+    rows, prompts = [], load_plain_prompts()
+    for b, start in enumerate(range(0, len(prompts), batch)):
+        chunk = prompts[start:start + batch]
+        wavs = model.generate([p for p, _ in chunk], seed=seed + b, params=params)
+        for (prompt, targets), wav in zip(chunk, wavs):
+            label = probes["style"].predict(clip_features(wav[0].float().cpu().numpy(), model.sample_rate))[0]
+            rows.append({"prompt": prompt, "targets": list(targets), "landed_on": label,
+                         "landed": label in {t.removeprefix("style:") for t in targets}})
+    return {"plain_prompts_landed": sum(r["landed"] for r in rows), "plain_prompts": len(rows), "rows": rows}

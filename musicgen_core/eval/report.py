@@ -30,12 +30,14 @@ import torch
 from ..quantize import PRECISIONS
 from . import metrics
 from .classifier import clip_features, lead_family, load_probes
+from .prompts import landing
 from .voices import VOICES
 
 EVAL_SEED = 2_000_000  # validation seeds [EVAL_SEED, ...) are used by evaluation only
 PROBES = Path(__file__).resolve().parent / "probes.npz"  # package data
 # figures also measured on the real clips as the model's codec reconstructs them: the most its LM can reach
 CODEC_CEILINGS = ("style_accuracy", "family_accuracy", "tempo_within_8pct")
+SPECTROGRAMS = 4  # clips per kind drawn in the report
 
 
 def eval_items(n: int, duration: float, tunes_only: bool = False) -> list:
@@ -51,12 +53,23 @@ def eval_items(n: int, duration: float, tunes_only: bool = False) -> list:
     return items
 
 
-def melody_query(example, voice: str, duration: float) -> np.ndarray:
-    """The example's melody as a user would record it (see voices.py), at -20 dBFS."""
+# (voice, register) pairs the melody queries cycle through; a register is where the tune sounds (median MIDI pitch:
+# low = a man's voice around D3, high = a woman's around A4; a whistle is high only)
+QUERIES = (("hum", "low"), ("hum", "high"), ("whistle", "high"), ("piano", "low"), ("piano", "high"))
+REGISTER_MEDIAN = {"low": 50, "high": 69}
+SOUNDS_AT = {"hum": -12}  # the eval hum sounds an octave below the notes it is given (voices.py)
+
+
+def melody_query(example, voice: str, duration: float, register: str = "high") -> np.ndarray:
+    """The example's melody as a user would record it (see voices.py) in `register` (moved by whole octaves, so the
+    pitch classes stay), at -20 dBFS."""
     from ..train.render import finish
 
+    notes = example.metadata["melody"]
+    target = REGISTER_MEDIAN[register] + (12 if voice == "whistle" else 0) - SOUNDS_AT.get(voice, 0)
+    shift = 12 * round((target - float(np.median([p for p, _, _ in notes]))) / 12)
     rng = np.random.default_rng([example.metadata["seed"], 11])
-    return finish(VOICES[voice](example.metadata["melody"], rng, duration), -20.0)
+    return finish(VOICES[voice]([(p + shift, s, e) for p, s, e in notes], rng, duration), -20.0)
 
 
 def _generate(model, prompts: list[str], melodies: list[np.ndarray] | None, seed: int, params) -> list[np.ndarray]:
@@ -119,9 +132,11 @@ def real_time_factor(model, prompt: str, seed: int, params) -> float:
     return params.duration / (time.perf_counter() - start)
 
 
-def evaluate(model, items, references: dict, melody: bool, batch: int = 8, seed: int = 0, params=None) -> dict:
+def evaluate(model, items, references: dict, melody: bool, batch: int = 8, seed: int = 0, params=None,
+             plain: bool = False) -> dict:
     """All figures for one model on `items` (see the module docstring); `references` from `reference_figures`;
-    `params`: the generation settings (default: the model's)."""
+    `params`: the generation settings (default: the model's); `plain`: also the plain-language prompts' landing.
+    "examples" keeps the first SPECTROGRAMS clips of each kind for the report's spectrograms."""
     params = params or model.params
     probes, sr = references["probes"], model.sample_rate
     text_clips = generate_all(model, items, None, batch, seed, params)
@@ -129,20 +144,28 @@ def evaluate(model, items, references: dict, melody: bool, batch: int = 8, seed:
     feats = np.stack([r.pop("features") for r in rows])
     summary = {**adherence(rows), "frechet_distance": _frechet(feats, references["features"], probes),
                "real_time_factor": real_time_factor(model, items[0].caption, seed, params)}
+    examples = {"text": text_clips[:SPECTROGRAMS]}
     if melody:
-        voices = [list(VOICES)[i % len(VOICES)] for i in range(len(items))]
-        queries = [melody_query(ex, v, params.duration) for ex, v in zip(items, voices)]
+        pairs = [QUERIES[i % len(QUERIES)] for i in range(len(items))]
+        queries = [melody_query(ex, v, params.duration, reg) for ex, (v, reg) in zip(items, pairs)]
         melody_clips = generate_all(model, items, queries, batch, seed, params)
-        for row, v, q, with_m, without in zip(rows, voices, queries, melody_clips, text_clips):
-            row.update(voice=v, chroma_with_melody=metrics.chroma_cosine(with_m, q, sr),
+        examples.update(query=queries[:SPECTROGRAMS], melody=melody_clips[:SPECTROGRAMS])
+        for row, (v, reg), q, with_m, without in zip(rows, pairs, queries, melody_clips, text_clips):
+            row.update(voice=v, register=reg, chroma_with_melody=metrics.chroma_cosine(with_m, q, sr),
                        chroma_without_melody=metrics.chroma_cosine(without, q, sr),
                        melody_silent_seconds=metrics.collapse_report(with_m, sr)["silent_seconds"])
         for key in ("chroma_with_melody", "chroma_without_melody"):
             summary[key] = float(np.mean([r[key] for r in rows]))
-            for v in VOICES:
-                summary[f"{key}_{v}"] = float(np.mean([r[key] for r in rows if r["voice"] == v]))
+            for field, values in (("voice", VOICES), ("register", REGISTER_MEDIAN)):
+                for v in values:
+                    summary[f"{key}_{v}"] = float(np.mean([r[key] for r in rows if r[field] == v]))
         summary["melody_clips_with_silence"] = float(np.mean([r["melody_silent_seconds"] > 0 for r in rows]))
-    return {"summary": summary, "clips": rows}
+    result = {"summary": summary, "clips": rows, "examples": examples}
+    if plain:
+        landed = landing(model, probes, seed, params, batch)
+        result["plain"] = landed.pop("rows")
+        summary.update(landed)
+    return result
 
 
 def reference_figures(items, n_floor_seed: int = EVAL_SEED + 500_000) -> dict:
@@ -169,7 +192,9 @@ def _frechet(x: np.ndarray, y: np.ndarray, probes) -> float:
 
 # --- report -------------------------------------------------------------------------------------------------------
 def plot_model(result: dict, folder: Path, name: str) -> list[str]:
-    """Style confusion matrix, tempo scatter and (with melodies) chroma-similarity histogram; returns file names."""
+    """Style confusion matrix, tempo scatter, log-mel spectrograms of the first clips (text only; with melodies also
+    the queries and the clips made with them) and a chroma-similarity histogram; returns file names."""
+    import librosa
     import matplotlib
 
     matplotlib.use("Agg")
@@ -197,6 +222,17 @@ def plot_model(result: dict, folder: Path, name: str) -> list[str]:
     ax.set(xlim=lim, ylim=lim, xlabel="asked BPM", ylabel="estimated BPM", title=f"{name}: tempo")
     ax.legend()
     files.append(_save(fig, folder / f"{name}_tempo.png"))
+
+    kinds = result.pop("examples")
+    fig, axes = plt.subplots(len(kinds), SPECTROGRAMS, figsize=(3 * SPECTROGRAMS, 2.4 * len(kinds)), squeeze=False,
+                             layout="constrained")
+    for row, (kind, clips) in zip(axes, kinds.items()):
+        for ax, wav, r in zip(row, clips, rows):
+            mel = librosa.power_to_db(librosa.feature.melspectrogram(y=wav, sr=32000, n_mels=80, hop_length=320))
+            ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", vmin=mel.max() - 80, vmax=mel.max())
+            ax.set(xticks=[], yticks=[], title=f"{kind}: {r['style']}" + (f", {r['voice']} {r['register']}"
+                                                                           if kind != "text" else ""))
+    files.append(_save(fig, folder / f"{name}_spectrograms.png"))
 
     if "chroma_with_melody" in result["summary"]:
         fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
@@ -234,6 +270,10 @@ def write_report(results: dict[str, dict], reference: dict, folder: Path, settin
               "between two disjoint real sets of the same size (the floor for this n).", ""]
     for name, files in plots.items():
         lines += [f"## {name}", ""] + [f"![{f}]({f})" for f in files] + [""]
+        if "plain" in results[name]:
+            lines += ["| plain-language prompt | should land on | landed on |", "|---|---|---|"]
+            lines += [f"| {r['prompt']} | {' or '.join(r['targets'])} | {r['landed_on']}{' ✓' * r['landed']} |"
+                      for r in results[name]["plain"]] + [""]
     (folder / "report.md").write_text("\n".join(lines))
     (folder / "summary.json").write_text(json.dumps(
         {"settings": settings, "reference": ref, "models": results}, indent=1, default=_json))
@@ -257,7 +297,8 @@ def codec_ceilings(codec, items, probes) -> dict:
 
 
 def run_eval(models: list[str], n: int, duration: float, melody: bool, out: Path, batch: int = 8,
-             seed: int = 0, precisions: tuple[str, ...] = ("fp32",), cfg_coefs: tuple[float, ...] = ()) -> str:
+             seed: int = 0, precisions: tuple[str, ...] = ("fp32",), cfg_coefs: tuple[float, ...] = (),
+             plain: bool = False) -> str:
     """Evaluate every model at every precision and CFG coefficient (none given: the generation default, unnamed) on
     the same items and seeds; write the report to `out`."""
     from ..generate import GenerationParams, MusicGen
@@ -274,7 +315,7 @@ def run_eval(models: list[str], n: int, duration: float, melody: bool, out: Path
                 params = GenerationParams(duration=duration, **({} if coef is None else {"cfg_coef": coef}))
                 name = ((Path(path).name or path) + ("" if precision == "fp32" else f"-{precision}")
                         + (f"-cfg{coef:g}" if cfg_coefs else ""))
-                results[name] = evaluate(model, items, reference, melody, batch, seed, params)
+                results[name] = evaluate(model, items, reference, melody, batch, seed, params, plain)
                 results[name]["summary"].update(ceilings)
     settings = {"models": " vs ".join(models), "precisions": ", ".join(precisions), "n": n, "duration": duration,
                 "melody": melody, "seed": seed, "eval_seeds": f"{EVAL_SEED}+", "threads": torch.get_num_threads()}
@@ -297,5 +338,6 @@ def add_cli(subparsers) -> None:
                    help="LM precision (repeat to compare, e.g. fp32 and int8); default fp32")
     p.add_argument("--cfg-coef", action="append", type=float,
                    help="classifier-free guidance coefficient (repeat to compare); default 3")
+    p.add_argument("--plain", action="store_true", help="also the 40 plain-language prompts (eval/plain_prompts.tsv)")
     p.set_defaults(func=lambda a: print(run_eval(a.model, a.n, a.dur, a.melody, Path(a.out), a.batch, a.seed,
-                                                 tuple(a.precision or ("fp32",)), tuple(a.cfg_coef or ()))))
+                                                 tuple(a.precision or ("fp32",)), tuple(a.cfg_coef or ()), a.plain)))
