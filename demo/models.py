@@ -58,9 +58,14 @@ class ModelCache:
             if name not in self._loaded:
                 if problem := catalog.fit_problem(entry, precision=self.precision):
                     raise hub.HubError(problem)
+                self._evict(self.budget - (catalog.memory_bytes(entry, self.precision) or 0))  # room first
                 model = MusicGen.from_pretrained(entry.source, precision=self.precision)
                 self._loaded[name] = (model, weight_bytes(model))
             self._loaded.move_to_end(name)
-            while len(self._loaded) > 1 and sum(size for _, size in self._loaded.values()) > self.budget:
-                self._loaded.popitem(last=False)
+            self._evict(self.budget, keep=1)
             return self._loaded[name][0]
+
+    def _evict(self, limit: float, keep: int = 0) -> None:
+        """Unload the least recently used models until those loaded hold at most `limit` bytes (or `keep` remain)."""
+        while len(self._loaded) > keep and sum(size for _, size in self._loaded.values()) > limit:
+            self._loaded.popitem(last=False)

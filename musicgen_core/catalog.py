@@ -50,6 +50,11 @@ def catalog(folders: dict[str, str] | None = None, official: bool = True) -> lis
     return [DEFAULT, *local, *(OFFICIAL_MODELS if official else ())]
 
 
+def memory_bytes(entry: CatalogEntry, precision: str = "fp32") -> float | None:
+    """About how many bytes `entry` holds once loaded at `precision` (None: unknown before loading)."""
+    return None if entry.params is None else entry.params * hub._BYTES_PER_PARAM[precision]
+
+
 def fit_problem(entry: CatalogEntry, device=None, precision: str = "fp32") -> str | None:
     """Why `entry` cannot load in the memory of `device` at `precision` (hub's message), or None when it fits or
     its size is unknown before loading."""
@@ -63,12 +68,13 @@ def fit_problem(entry: CatalogEntry, device=None, precision: str = "fp32") -> st
 
 
 def describe(entry: CatalogEntry, device=None, precision: str = "fp32") -> str:
-    """One line for a picker: name, size, channels, melody, licence, and whether it fits this machine."""
+    """One line for a picker: name, size (parameters, memory at `precision`), stereo, melody, licence, and whether
+    it fits this machine."""
     parts = [entry.name]
     if entry.lm_params is not None:
         parts.append(f"{entry.lm_params / 1e9:g}B params" if entry.lm_params >= 1e9
                      else f"{entry.lm_params / 1e6:.0f}M params")
-        parts.append(f"~{entry.params * 4 / 1e9:.1f} GB")
+        parts.append(f"~{memory_bytes(entry, precision) / 1e9:.1f} GB")
     parts += ["stereo"] * entry.stereo + ["melody"] * entry.melody + [entry.licence]
     if entry.params is not None:
         parts.append("too large for this machine" if fit_problem(entry, device, precision) else "fits this machine")

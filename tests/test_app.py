@@ -353,7 +353,13 @@ def test_an_official_model_from_the_hub_with_its_licence_and_clear_failures(hf_m
         demo = ui.build_demo(ui.ModelCache([catalog.DEFAULT, small, medium, large]))
         try:
             client = serve(demo)
-            info = client.predict(small.name, api_name="/load_model")
+            job, bars = client.submit(small.name, api_name="/load_model"), set()
+            while not job.done():  # huggingface_hub's per-file byte bars, shown as the page's progress bar
+                bars |= {(p.desc.rsplit("/", 1)[-1], p.length, p.unit) for p in job.status().progress_data or ()}
+                time.sleep(0.005)
+            info = job.result()
+            size = (Path(hf_musicgen_dir[1]) / "model.safetensors").stat().st_size
+            assert ("model.safetensors", size, "B") in bars
             assert info.startswith("**facebook/musicgen-small · 300M params · ~1.9 GB · CC-BY-NC 4.0 · fits this "
                                    "machine**. Loaded: 1 channel(s)")
             assert "licensed **CC-BY-NC 4.0**: non-commercial use only" in info
@@ -378,6 +384,11 @@ def test_models_stay_in_memory_within_the_budget(hf_musicgen_dir, hf_melody_dir)
     assert cache.get("b") is b and cache.loaded == ["b"]  # the least recently used went
     with pytest.raises(v.InputError, match=r"^Unknown model 'c': pick one of a, b\.$"):
         cache.get("c")
+    known = ui.ModelCache([catalog.CatalogEntry("a", str(hf_musicgen_dir[1])),
+                           catalog.CatalogEntry("big", str(hf_melody_dir[1]), lm_params=1e9)], budget=2 * 10**9)
+    known.get("a")
+    known.get("big")  # 4.7 GB expected in fp32: "a" is unloaded before loading it, not after
+    assert known.loaded == ["big"]
 
 
 def test_history_replays_and_restores_a_take():

@@ -47,3 +47,5 @@ def test_smaller_precisions_fit_where_fp32_does_not(monkeypatch):
     monkeypatch.setattr(hub, "available_memory", lambda device: 8 * 10**9)
     large = next(e for e in catalog.OFFICIAL_MODELS if e.name == "facebook/musicgen-large")
     assert catalog.fit_problem(large, "cpu", "fp32") and catalog.fit_problem(large, "cpu", "int8") is None
+    assert catalog.memory_bytes(large, "int8") == pytest.approx((3.3e9 + 0.17e9) * 1.3)
+    assert " · ~4.5 GB · " in catalog.describe(large, "cpu", "int8") and catalog.memory_bytes(catalog.DEFAULT) is None
