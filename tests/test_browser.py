@@ -60,6 +60,8 @@ def server(hf_melody_dir, hf_musicgen_dir, tmp_path_factory):
     proc.wait(timeout=30)
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_generate_in_the_browser(server, tmp_path):
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (as .ci/run does)")

@@ -77,6 +77,8 @@ def request(client: Client, i: int, round_: int) -> str:
     return "ok"
 
 
+@pytest.mark.slow
+@pytest.mark.load
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs /proc to read the server's memory")
 def test_eight_concurrent_clients(hf_melody_dir, tmp_path):
     tmp = tmp_path / "tmp"
@@ -122,6 +124,7 @@ def test_eight_concurrent_clients(hf_melody_dir, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_concurrency_two_gives_the_outputs_of_sequential_runs(hf_melody_dir):
     """Per-call settings: two generations side by side (different prompts, settings, takes, a melody) each equal
     the same request run alone."""
