@@ -163,6 +163,10 @@ def load_model(cache: ModelCache, model: str, progress=gr.Progress(track_tqdm=Tr
                 f"{lm.max_duration:g} s per window.{note}")
 
 
+def cancelled() -> str:
+    return "Cancelled."
+
+
 def history_entry(form: list, wav_path: str, label: str) -> dict:
     data, sr = sf.read(wav_path, dtype="int16", always_2d=True)  # [T, C], half the memory of float
     return {"label": label, "audio": (sr, data), "form": form}

@@ -137,7 +137,7 @@ def build_demo(models: dict[str, str | None] | ModelCache, *, streaming: bool | 
         event.then(*replay, api_visibility="private")  # the newest take, also when the picker's value stays 0
         # The message is written after the cancellation, so a chunk still in flight cannot overwrite it.
         cancel_btn.click(None, None, None, cancels=[event], queue=False, api_visibility="private").then(
-            lambda: "Cancelled.", None, out["stats"], queue=False, api_visibility="private")
+            cb.cancelled, None, out["stats"], queue=False, api_visibility="private")
         out["history_picker"].input(*replay, api_visibility="private")
         out["restore"].click(cb.restore, [out["history"], out["history_picker"]], inputs, api_visibility="private")
     return demo.queue(max_size=16, default_concurrency_limit=1)
