@@ -127,8 +127,10 @@ def build_demo(models: dict[str, str | None] | ModelCache, *, streaming: bool | 
                 out = _results(streaming)
         inputs = [form[name] for name in cb.FORM]
         form["melody"].change(cb.show_melody, form["melody"], form["melody_view"], api_name="melody_chromagram")
-        form["model"].change(partial(cb.load_model, cache), form["model"], form["model_info"], api_name="load_model",
+        load = partial(cb.load_model, cache)
+        form["model"].change(load, form["model"], form["model_info"], api_name="load_model",
                              show_progress_on=[form["model_info"]])
+        demo.load(load, form["model"], form["model_info"], api_visibility="private")  # the first model's card
         event = generate_btn.click(partial(cb.generate, cache, streaming), [*inputs, out["history"]],
                                    [out[name] for name in cb.OUTPUTS], api_name="generate",
                                    concurrency_limit=concurrency or default_concurrency(),

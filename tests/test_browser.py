@@ -81,6 +81,7 @@ def test_generate_in_the_browser(server, tmp_path):
             page.set_default_timeout(60_000)
             page.goto(server)
             expect(page.locator("#model input")).to_have_value(re.compile(r"^hf_melody"))
+            expect(page.locator("#model-info")).to_contain_text("Loaded: 1 channel(s), follows melodies")
             shoot(page, "start")
             page.locator("#prompt textarea").fill("gentle lullaby on a music box")
             page.locator("#melody button[aria-label='Upload file']").click()
