@@ -36,7 +36,7 @@ _TRANSFORMERS = ("config.json", "generation_config.json", "preprocessor_config.j
 _WEIGHTS = (("model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors"),
             ("pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin"))
 _AUDIOCRAFT = ("state_dict.bin", "compression_state_dict.bin", "text_encoder/*")
-_BYTES_PER_PARAM = {"fp32": 4.0, "bf16": 2.0, "int8": 1.3}  # what the LM holds once loaded (int8: + bf16 rest)
+_BYTES_PER_PARAM = {"fp32": 4.0, "bf16": 2.0, "int8": 1.3, "int4": 1.0}  # the LM once loaded (+ rest)
 _ON_DISK = {"float32": 4, "float16": 2, "bfloat16": 2}
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
