@@ -42,7 +42,8 @@ CHROMA_RATE = 32000  # MusicGen melody models' chromagram: 32 kHz audio, hop 409
 CHROMA_FPS = CHROMA_RATE / 4096
 CHUNK_SECONDS = 1.0  # streamed chunk length; also how soon Cancel takes effect
 MAX_TAKES = 4
-HISTORY_SIZE = 12  # takes kept per browser session
+HISTORY_SIZE = 12  # takes kept per browser session ...
+HISTORY_SECONDS = 300  # ... and at most this much audio (int16: ~19 MB mono), so long pieces cannot fill the memory
 LUFS = -14  # audiocraft's loudness strategy: loudness_headroom_db=14
 # What `generate` fills, in the order of its outputs (the history State is not part of the API).
 OUTPUTS = ("files", "token_grid", "chroma_cmp", "seed_used", "stats", "player", "spectrogram",
@@ -172,6 +173,18 @@ def history_entry(form: list, wav_path: str, label: str) -> dict:
     return {"label": label, "audio": (sr, data), "form": form}
 
 
+def keep_recent(history: list[dict]) -> list[dict]:
+    """The newest entries, at most HISTORY_SIZE of them and HISTORY_SECONDS of audio (the newest always stays)."""
+    kept, seconds = [], 0.0
+    for entry in history[:HISTORY_SIZE]:
+        sr, data = entry["audio"]
+        seconds += len(data) / sr
+        if kept and seconds > HISTORY_SECONDS:
+            break
+        kept.append(entry)
+    return kept
+
+
 def replay(history: list[dict], index: int | None):
     """Play a take of the history (with its download), and say how it was made."""
     if not history or index is None or not 0 <= index < len(history):
@@ -243,7 +256,7 @@ def generate(cache: ModelCache, streaming: bool, prompt: str, melody: str | None
             stamp = time.strftime("%H:%M:%S")
             new = [history_entry(form, path, f"{stamp} {(text or 'melody only')[:40]!r}, take {i + 1}/{takes}, "
                                              f"seed {seed}, {model}") for i, path in enumerate(paths)]
-            history = (new + list(history or []))[:HISTORY_SIZE]
+            history = keep_recent(new + list(history or []))
             grid, spectrogram, comparison = figures(lm, torch.from_numpy(_read(paths[0])), codes[0],
                                                     audio if "melody_wavs" in inputs else None)
             slots = {f"take_{i}": gr.update(value=paths[i], visible=True,

@@ -95,7 +95,7 @@ def _results(streaming: bool) -> dict[str, gr.components.Component]:
         c["spectrogram"] = gr.Image(label="Spectrogram", elem_id="spectrogram", **PLOT)
     c["chroma_cmp"] = gr.Image(label="Melody vs generated chroma", visible=False, elem_id="chroma-comparison", **PLOT)
     with gr.Accordion("History (this session)", open=True):
-        c["history"] = gr.State([])
+        c["history"] = gr.State([], time_to_live=3600)  # a session's takes, dropped an hour after its last change
         c["history_picker"] = gr.Dropdown([], label="Earlier takes", elem_id="history", type="value")
         c["history_player"] = gr.Audio(label="Replay", interactive=False, elem_id="history-player",
                                        buttons=["download"])

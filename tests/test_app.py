@@ -399,3 +399,12 @@ def test_history_replays_and_restores_a_take():
     assert cb.restore(history, 0) == tuple(form)
     with pytest.raises(Exception, match="Pick a generation in the history first"):
         cb.restore(history, 3)
+
+
+def test_history_is_bounded_in_takes_and_seconds():
+    def entry(seconds: float) -> dict:
+        return {"label": str(seconds), "audio": (1000, np.zeros((int(seconds * 1000), 1), np.int16)), "form": []}
+
+    assert len(cb.keep_recent([entry(1)] * 20)) == cb.HISTORY_SIZE
+    assert [e["label"] for e in cb.keep_recent([entry(200), entry(90), entry(20), entry(1)])] == ["200", "90"]
+    assert len(cb.keep_recent([entry(400), entry(1)])) == 1  # the newest stays, however long
