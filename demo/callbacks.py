@@ -145,8 +145,8 @@ def show_melody(path: str | None):
         for note in warnings:
             gr.Warning(note)
         notes = notes_of(wav, sr)
-        names = " ".join(plots.note_name(midi) for _, _, midi in notes[:24]) + " ..." * (len(notes) > 24)
-        title = f"Notes heard ({wav.shape[-1] / sr:.1f} s): {names or 'none'}"
+        names = " ".join(plots.note_name(midi) for _, _, midi in notes[:12]) + " ..." * (len(notes) > 12)
+        title = f"Notes heard (bars): {names or 'none'}; shading: the pitch class the model follows"
         return gr.update(value=plots.to_image(plots.chromagram(chroma_of(wav, sr), CHROMA_FPS, title, notes)),
                          visible=True)
 

@@ -55,8 +55,8 @@ def _form(cache: ModelCache) -> dict[str, gr.components.Component]:
     gr.Examples([[p, m and str(EXAMPLES / m), md] for _, p, m, md in rows], [c["prompt"], c["melody"], c["mode"]],
                 example_labels=[row[0] for row in rows], label="Examples: click one, then Generate")
     c["melody"].render()
-    c["melody_view"] = gr.Image(label="Melody: the notes heard (bars) over the pitch class the model follows "
-                                "(shading)", visible=False, elem_id="melody-chroma", **{**PLOT, "show_label": True})
+    c["melody_view"] = gr.Image(label="Melody: notes heard and chromagram", visible=False, elem_id="melody-chroma",
+                                **PLOT)
     c["mode"].render()
     c["model"] = gr.Dropdown([(cache.describe(n), n) for n in cache.names], value=cache.names[0], label="Model",
                              elem_id="model", interactive=len(cache.names) > 1)
