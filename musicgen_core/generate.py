@@ -23,6 +23,7 @@ from .conditioning.text import TextEncoder
 from .configs import MusicGenConfig
 from .lm.model import Context, MusicLM
 from .patterns import Pattern, get_pattern
+from .realtime import Realtime, measure_realtime
 from .sampling import GenerationParams, guide, gumbel_noise, sample_next_token, sample_with_noise
 from .validation import InputError, check_continuation, check_descriptions, check_params, check_waveform
 
@@ -118,6 +119,11 @@ class MusicGen:
                              "leave it None")
         self.params = check_params(GenerationParams(duration, use_sampling, top_k, top_p, temperature, cfg_coef,
                                                     extend_stride, two_step_cfg), self.max_duration)
+
+    def measure_realtime(self, batch: int = 1) -> Realtime:
+        """Whether `stream` keeps up on this machine at this batch size: a short timing (realtime.py) giving the
+        real-time factor, the buffering a slower model needs before playback, and a message saying so."""
+        return measure_realtime(self, batch)
 
     def set_custom_progress_callback(self, callback: Callable[[int, int], None] | None) -> None:
         self._progress = callback
