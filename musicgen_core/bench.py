@@ -207,7 +207,10 @@ def quality(save: Path, precision: str) -> dict:
     return out
 
 
-def compare(device: str, frames: int, repeats: int, threads: int, batches, precisions, json_out: str | None) -> None:
+def compare(device: str, frames: int, repeats: int, threads: int, batches, precisions, json_out: str | None,
+            folder: Path | None = None, default_model: bool = True) -> list[dict]:
+    """The side-by-side table (and JSON) on the random musicgen-small shape, or on the transformers-format model in
+    `folder`; then the embedded default. Returns the rows."""
     torch.set_num_threads(threads)
     bandwidth = memory_bandwidth() if device == "cpu" else None
     print(f"memory bandwidth (STREAM-like read, {threads} threads): "
@@ -215,10 +218,11 @@ def compare(device: str, frames: int, repeats: int, threads: int, batches, preci
     rows, header = [], (f"{'batch':>5} {'precision':>10} {'steps/s':>8} {'x hf':>6} {'rtf':>6} {'1st audio':>9} "
                         f"{'peak MB':>8} {'agree':>6} {'chroma':>6} {'mel':>5} {'floor':>6}")
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "musicgen-small-random"
-        t = time.perf_counter()
-        build_hf_small(folder)
-        print(f"built a random musicgen-small-shaped model in {time.perf_counter() - t:.0f} s", flush=True)
+        if folder is None:
+            folder = Path(tmp) / "musicgen-small-random"
+            t = time.perf_counter()
+            build_hf_small(folder)
+            print(f"built a random musicgen-small-shaped model in {time.perf_counter() - t:.0f} s", flush=True)
         for batch in batches:
             save = Path(tmp) / f"batch{batch}"
             hf = _spawn("hf", folder, batch, frames, device, repeats, threads, save=save)
@@ -242,7 +246,7 @@ def compare(device: str, frames: int, repeats: int, threads: int, batches, preci
                       f"{row['rtf']:6.3f} {row['first_audio_s']:9.2f} {row['peak_mb']:8.0f} {row['agreement']:6.3f} "
                       f"{row['chroma_vs_fp32']:6.3f} {row['mel_vs_fp32']:5.2f} {row.get('floor_fraction', 0):6.2f}",
                       flush=True)
-    default = _default_model(device, repeats, threads)
+    default = _default_model(device, repeats, threads) if default_model else []
     if json_out:
         Path(json_out).write_text(json.dumps({"device": device, "threads": threads, "frames": frames,
                                               "memory_bandwidth_gbs": bandwidth, "rows": rows,
@@ -253,6 +257,7 @@ def compare(device: str, frames: int, repeats: int, threads: int, batches, preci
     print(f"device={device} frames={frames} threads={threads} fastest={fast['precision']} "
           f"speedup_vs_hf={exact['speedup_vs_hf']:.3f} fast_speedup_vs_hf={fast['speedup_vs_hf']:.3f} "
           f"rtf={exact['rtf']:.3f}")
+    return rows
 
 
 def _default_model(device: str, repeats: int, threads: int) -> list[dict]:
