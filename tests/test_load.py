@@ -24,11 +24,11 @@ CLIENTS, WARMUP, ROUNDS = 8, 4, 6
 SKIP = {".git", ".venv", "runs", "__pycache__", ".pytest_cache", ".hypothesis"}
 
 
-def files_written_since(root: Path, since: float) -> list[str]:
-    out = []
+def files_under(root: Path) -> set[str]:
+    out = set()
     for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d not in SKIP]
-        out += [str(Path(folder, f).relative_to(root)) for f in files if Path(folder, f).stat().st_mtime > since]
+        out |= {str(Path(folder, f).relative_to(root)) for f in files}
     return out
 
 
@@ -51,9 +51,9 @@ def connect(port: int, proc: subprocess.Popen, timeout: float = 180.0) -> Client
     raise TimeoutError("the server did not come up")
 
 
-def start_app(port: int, *args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "app.py", "--no-hub", "--port", str(port), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def start_app(port: int, *args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--no-hub", "--port", str(port), *args], cwd=cwd,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def free_port() -> int:
@@ -84,8 +84,10 @@ def test_eight_concurrent_clients(hf_melody_dir, tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
-    port, started = free_port(), time.time()
-    proc = start_app(port, "--model", str(hf_melody_dir[1]), env=env)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    port, before_files = free_port(), files_under(ROOT)
+    proc = start_app(port, "--model", str(hf_melody_dir[1]), env=env, cwd=cwd)
     try:
         clients = [connect(port, proc) for _ in range(CLIENTS)]
         results, errors = [], []
@@ -116,7 +118,8 @@ def test_eight_concurrent_clients(hf_melody_dir, tmp_path):
         assert after - before < 60, f"server memory grew from {before:.0f} MB to {after:.0f} MB"
         assert not list(tmp.glob("musicgen-demo-*")), "the demo left temporary folders behind"
         assert request(clients[0], 0, 0) == "ok"  # still serving
-        written = files_written_since(ROOT, started)
+        # New files only: the source files of a working tree may be edited while the test runs.
+        written = sorted(files_under(ROOT) - before_files) + sorted(files_under(cwd))
         assert not written, f"the server wrote outside its temp folders: {written}"
     finally:
         proc.terminate()
