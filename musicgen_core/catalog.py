@@ -52,7 +52,7 @@ def catalog(folders: dict[str, str] | None = None, official: bool = True) -> lis
 
 def memory_bytes(entry: CatalogEntry, precision: str = "fp32") -> float | None:
     """About how many bytes `entry` holds once loaded at `precision` (None: unknown before loading)."""
-    return None if entry.params is None else entry.params * hub._BYTES_PER_PARAM[precision]
+    return None if entry.params is None else entry.params * hub.BYTES_PER_PARAM[precision]
 
 
 def fit_problem(entry: CatalogEntry, device=None, precision: str = "fp32") -> str | None:
@@ -61,7 +61,7 @@ def fit_problem(entry: CatalogEntry, device=None, precision: str = "fp32") -> st
     if entry.params is None:
         return None
     try:
-        hub._check_memory(entry.name, entry.params, device, precision)  # the loader's own check: they agree
+        hub.check_memory(entry.name, entry.params, device, precision)  # the loader's own check: they agree
     except hub.HubError as e:
         return str(e)
     return None

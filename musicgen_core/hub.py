@@ -36,7 +36,7 @@ _TRANSFORMERS = ("config.json", "generation_config.json", "preprocessor_config.j
 _WEIGHTS = (("model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors"),
             ("pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin"))
 _AUDIOCRAFT = ("state_dict.bin", "compression_state_dict.bin", "text_encoder/*")
-_BYTES_PER_PARAM = {"fp32": 4.0, "bf16": 2.0, "int8": 1.3, "int4": 1.0}  # the LM once loaded (+ rest)
+BYTES_PER_PARAM = {"fp32": 4.0, "bf16": 2.0, "int8": 1.3, "int4": 1.0}  # the LM once loaded (+ rest)
 _ON_DISK = {"float32": 4, "float16": 2, "bfloat16": 2}
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -77,7 +77,7 @@ def download(repo_id: str, revision: str | None = None, cache_dir: str | os.Path
         if "config.json" in patterns:
             dtype = _check_model_type(repo_id, Path(hf_hub_download(repo_id, "config.json", **kwargs)))
         weights = sum(size for name, size in wanted.items() if name.endswith((".safetensors", ".bin")))
-        _check_memory(repo_id, weights / _ON_DISK.get(dtype, 4), device, precision)
+        check_memory(repo_id, weights / _ON_DISK.get(dtype, 4), device, precision)
         _check_disk(repo_id, cache, sum(wanted.values()))
         names = sorted(wanted, key=wanted.get)
         paths = [Path(hf_hub_download(repo_id, name, **kwargs)) for name in names]  # each with a byte progress bar
@@ -115,10 +115,10 @@ def _check_model_type(repo_id: str, config: Path) -> str:
     return meta.get("torch_dtype") or meta.get("dtype") or "float32"
 
 
-def _check_memory(repo_id: str, params: float, device, precision: str) -> None:
+def check_memory(repo_id: str, params: float, device, precision: str) -> None:
     """Refuse a model of `params` weights that cannot fit in the memory of the device it will load on."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    needed, available = params * _BYTES_PER_PARAM[precision], available_memory(device)
+    needed, available = params * BYTES_PER_PARAM[precision], available_memory(device)
     if needed > available:
         raise HubError(f"{repo_id} does not fit in memory: it needs about {needed / 1e9:.1f} GB in {precision} on "
                        f"{device.type}, and {available / 1e9:.1f} GB is available. Choose a smaller model (e.g. "
