@@ -285,6 +285,7 @@ def main(argv=None) -> None:
     p.add_argument("--precisions", nargs="+", help="default: fp32 int8 int4 on CPU, fp32 bf16+graph on CUDA")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="write the rows to this file")
+    p.add_argument("--skip-default", action="store_true", help="leave out the embedded default model's rows")
     p.add_argument("--worker", choices=("hf", "ours"), help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
@@ -305,7 +306,8 @@ def main(argv=None) -> None:
             p.error("--precisions must include fp32 (the reference of the agreement columns)")
         precisions = ["fp32"] + [x for x in precisions if x != "fp32"]
         frames = int((2.0 if args.quick else args.duration) * 50)
-        compare(args.device, frames, 1 if args.quick else 2, args.threads, args.batches, precisions, args.json)
+        compare(args.device, frames, 1 if args.quick else 2, args.threads, args.batches, precisions, args.json,
+                default_model=not args.skip_default)
     else:
         p.error("nothing to do: pass --compare-hf")
 
