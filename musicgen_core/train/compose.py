@@ -15,8 +15,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .melodies import chorale_window, melody_window
-from .styles import (BASS, COMP, CRASH_PATTERNS, DEFAULT_LEAD_RANGE, DRUMS, LEAD_RANGES, PROGRESSIONS, STACCATO,
-                     VOICE_LEADS, Part, Style, instrument_name)
+from .styles import (BASS, BASS_LOW, BASS_LOW_HIGHER, BASS_OFFBEAT, CADENCE_ROOT_BONUS, CHORALE_GATE, CHORD_ORDER,
+                     CHORD_OUTSIDE, COMP, COMP_RANGE, COUNTER_GATE, COUNTER_HALVES_PROB, COUNTER_HIGH, COUNTER_LOW,
+                     COUNTER_START, CRASH_PATTERNS, CRASH_PROB, CRASH_Q, CRASH_VELOCITY, DEFAULT_LEAD_RANGE,
+                     DENSITY_BPM, DOWNBEAT_START, DRUMS, FILL_PROB, FILL_TOMS, FILL_TOM_PROB, FILL_VELOCITY, GATE,
+                     GUITARS, HIGH_BASSES, HIT_Q, LEAD_ACCENT, LEAD_GATE, LEAD_RANGES, LEAP, LEAP_PROB, MAX_START_BARS,
+                     MAX_START_S, MIN_NOTE_S, ON_BEAT_WEIGHT, PAD_RANGE, PHRASE_BARS, POWER_LOW, PROGRESSIONS,
+                     RANGE_MARGIN, REST_PROB, SECOND_PROB, STACCATO, STEP_Q, STEP_REACH, STRUM_S, SWING_DIVISOR,
+                     TURN_PROB, VOICE_GATE, VOICE_LEADS, Part, Style, instrument_name)
 from .styles import C as CRASH, S as SNARE
 
 QUALITIES = {"": (0, 4, 7), "m": (0, 3, 7), "dim": (0, 3, 6), "7": (0, 4, 7, 10), "maj7": (0, 4, 7, 11),
@@ -153,13 +159,14 @@ class _Composer:
         self.sec_q = 60.0 / (self.bpm * self.beat_q)
         self.swing = 0.0 if self.compound else float(rng.uniform(*style.swing))
         bar_s = self.bar_q * self.sec_q
-        self.start = 0.0 if rng.random() < 0.25 else float(rng.uniform(0, min(4 * bar_s, 4.0)))
+        late = rng.random() >= DOWNBEAT_START
+        self.start = float(rng.uniform(0, min(MAX_START_BARS * bar_s, MAX_START_S))) if late else 0.0
         self.n_bars = math.ceil((self.start + duration) / bar_s) + 1
 
     def time(self, q: float) -> float:
         """Quarter-note position -> clip seconds, with swung off-beat eighths."""
         if self.swing and abs(q % 1 - 0.5) < 1e-6:
-            q += self.swing / 6
+            q += self.swing / SWING_DIVISOR
         return q * self.sec_q - self.start
 
     def program(self, part: Part) -> int:
@@ -182,9 +189,9 @@ class _Composer:
                 w = np.zeros(12)
                 for p, on, d in melody_q:
                     if b * self.bar_q <= on < (b + 1) * self.bar_q:
-                        w[p % 12] += d * (1.5 if on % self.beat_q == 0 else 1.0)
-                score = [sum(w[(r + i) % 12] for i in ivs) - 0.6 * (w.sum() - sum(w[(r + i) % 12] for i in ivs))
-                         - 0.15 * k for k, (r, ivs) in enumerate(parse_chord(c, self.tonic) for c in cands)]
+                        w[p % 12] += d * (ON_BEAT_WEIGHT if on % self.beat_q == 0 else 1.0)
+                inside = [sum(w[(r + i) % 12] for i in ivs) for r, ivs in (parse_chord(c, self.tonic) for c in cands)]
+                score = [fit - CHORD_OUTSIDE * (w.sum() - fit) - CHORD_ORDER * k for k, fit in enumerate(inside)]
                 self.symbols.append(cands[int(np.argmax(score))])
         return [parse_chord(c, self.tonic) for c in self.symbols]
 
@@ -194,28 +201,30 @@ class _Composer:
         fills = SNARE in grid
         for b in range(self.n_bars):
             q0 = b * self.bar_q
-            fill_from = self.bar_q - self.beat_q if fills and b % 4 == 3 and self.rng.random() < 0.5 else self.bar_q
+            last = b % PHRASE_BARS == PHRASE_BARS - 1
+            fill_from = self.bar_q - self.beat_q if fills and last and self.rng.random() < FILL_PROB else self.bar_q
             for note, g in grid.items():
                 for i, ch, _ in _hits(g):
-                    if i * 0.25 < fill_from:
-                        self.add(track, note, q0 + i * 0.25, 0.5, ROLE_VELOCITY["drums"] * VELOCITY[ch])
-            for j, tom in enumerate((50, 48, 45, 43)[: int(4 * (self.bar_q - fill_from))]):
-                self.add(track, tom if self.rng.random() < 0.6 else SNARE, q0 + fill_from + 0.25 * j, 0.25, 95)
-            if name in CRASH_PATTERNS and b % 4 == 0 and self.rng.random() < 0.7:
-                self.add(track, CRASH, q0, 2.0, 100)
+                    if i * STEP_Q < fill_from:
+                        self.add(track, note, q0 + i * STEP_Q, HIT_Q, ROLE_VELOCITY["drums"] * VELOCITY[ch])
+            for j, tom in enumerate(FILL_TOMS[: int((self.bar_q - fill_from) / STEP_Q)]):
+                self.add(track, tom if self.rng.random() < FILL_TOM_PROB else SNARE, q0 + fill_from + STEP_Q * j,
+                         STEP_Q, FILL_VELOCITY)
+            if name in CRASH_PATTERNS and b % PHRASE_BARS == 0 and self.rng.random() < CRASH_PROB:
+                self.add(track, CRASH, q0, CRASH_Q, CRASH_VELOCITY)
         return track
 
     def chordal(self, role: str, part: Part, chords, lo: int, hi: int) -> Track:
         """Bass, comp or pad track from a grid pattern over the chord of each bar."""
         track, name = Track(role, self.program(part)), self.pattern(part) or "block"
-        gate = 0.45 if name in STACCATO else 0.92
-        guitar = 24 <= track.program <= 31 or track.program == 105
+        gate = GATE["staccato" if name in STACCATO else "legato"]
+        guitar = track.program in GUITARS
         prev: list[int] = []
         for b, (root, ivs) in enumerate(chords):
             grid = _grid(BASS if role == "bass" else COMP, name, self.bar_q, self.compound, self.rng)
             q0 = b * self.bar_q
             if role == "bass":
-                low = 36 if track.program in (42, 19, 20) else 33
+                low = BASS_LOW_HIGHER if track.program in HIGH_BASSES else BASS_LOW
                 r = low + (root - low) % 12
                 nxt = low + (chords[(b + 1) % len(chords)][0] - low) % 12
                 degree = {"R": 0, "3": ivs[1], "5": ivs[2], "7": ivs[3] if len(ivs) > 3 else 12, "8": 12, "6": 9}
@@ -223,10 +232,11 @@ class _Composer:
                     if ch == "w":
                         ch = "358"[self.rng.integers(3)]
                     p = nxt + (1 if self.rng.random() < 0.5 else -1) if ch == "a" else r + degree[ch]
-                    self.add(track, p, q0 + i * 0.25, n * 0.25 * gate, ROLE_VELOCITY["bass"] * (1.0 if i == 0 else .85))
+                    self.add(track, p, q0 + i * STEP_Q, n * STEP_Q * gate,
+                             ROLE_VELOCITY["bass"] * (1.0 if i == 0 else BASS_OFFBEAT))
                 continue
             if name.startswith("power"):
-                r = 40 + (root - 40) % 12
+                r = POWER_LOW + (root - POWER_LOW) % 12
                 voiced = [r, r + 7, r + 12]
             elif name == "jazz_comp":
                 voiced = prev = _voicing(root, ivs[1:] if len(ivs) > 3 else ivs, prev, lo, hi)
@@ -234,16 +244,16 @@ class _Composer:
                 voiced = prev = _voicing(root, ivs, prev, lo, hi)
             arp = 0
             for i, ch, n in _hits(grid):
-                vel, dur = ROLE_VELOCITY[role] * VELOCITY.get(ch, 0.8), n * 0.25 * gate
+                vel, dur = ROLE_VELOCITY[role] * VELOCITY.get(ch, VELOCITY["x"]), n * STEP_Q * gate
                 if ch in "Xx":
-                    for k, p in enumerate(voiced):  # guitars strum: 12 ms between strings
-                        self.add(track, p, q0 + i * 0.25, dur, vel, dt=0.012 * k * guitar)
+                    for k, p in enumerate(voiced):
+                        self.add(track, p, q0 + i * STEP_Q, dur, vel, dt=STRUM_S * k * guitar)
                 else:
                     if ch == "n":
                         p, arp = (voiced + [voiced[0] + 12])[arp % (len(voiced) + 1)], arp + 1
                     else:
                         p = {"l": voiced[0], "m": voiced[len(voiced) // 2], "u": voiced[-1]}[ch]
-                    self.add(track, p, q0 + i * 0.25, dur, vel)
+                    self.add(track, p, q0 + i * STEP_Q, dur, vel)
         return track
 
     def rhythm(self, cadence: bool) -> list[float]:
@@ -251,7 +261,7 @@ class _Composer:
         rng, bq, bar = self.rng, self.beat_q, self.bar_q
         if cadence:
             return [bar] if rng.random() < 0.5 or bar <= bq else [bar - bq, bq]
-        d = self.style.density * (110 / self.bpm) ** 0.5
+        d = self.style.density * (DENSITY_BPM / self.bpm) ** 0.5
         cells = ([(1.5,), (1.0, 0.5), (0.5, 0.5, 0.5), (0.75, 0.25, 0.5), (3.0,)] if self.compound else
                  [(1.0,), (0.5, 0.5), (0.75, 0.25), (0.5, 0.25, 0.25), (0.25,) * 4, (2.0,), (1.5, 0.5)])
         weights = np.array([1 / d if sum(c) > bq or len(c) == 1 else d ** (len(c) - 1) for c in cells])
@@ -274,24 +284,26 @@ class _Composer:
             scale = _altered_scale(base, ctones, self.tonic)
             pitches = [q for q in range(lo, hi + 1) if q % 12 in scale]
             chord_p = [q for q in pitches if q % 12 in ctones] or pitches
-            pos = b % 4
+            pos = b % PHRASE_BARS
             if pos == 0 or motif is None:
                 motif = self.rhythm(False)
-            durs = self.rhythm(True) if pos == 3 else (self.rhythm(False) if pos == 1 else motif)
+            durs = self.rhythm(True) if pos == PHRASE_BARS - 1 else (self.rhythm(False) if pos == 1 else motif)
             t = b * self.bar_q
             for k, d in enumerate(durs):
                 strong = (t - b * self.bar_q) % (2 * self.beat_q) == 0 or d >= self.beat_q
-                if pos == 3 and k == 0:
-                    p = min(chord_p, key=lambda q: (abs(q - p) + (0 if q % 12 == root else 3)))
+                if pos == PHRASE_BARS - 1 and k == 0:
+                    p = min(chord_p, key=lambda q: (abs(q - p) + (0 if q % 12 == root else CADENCE_ROOT_BONUS)))
                 elif strong:
-                    near = [q for q in chord_p if abs(q - p) <= (9 if rng.random() < 0.2 else 4)] or chord_p
+                    near = [q for q in chord_p if abs(q - p) <= (LEAP if rng.random() < LEAP_PROB else STEP_REACH)]
+                    near = near or chord_p
                     p = int(near[rng.integers(len(near))])
                 else:
-                    if rng.random() < 0.25 or not lo + 3 <= p <= hi - 3:
+                    if rng.random() < TURN_PROB or not lo + RANGE_MARGIN <= p <= hi - RANGE_MARGIN:
                         direction = 1 if p < (lo + hi) // 2 else -1
                     i = min(range(len(pitches)), key=lambda j: abs(pitches[j] - p))
-                    p = pitches[min(max(i + direction * (1 if rng.random() < 0.75 else 2), 0), len(pitches) - 1)]
-                if not (pos != 3 and k > 0 and rng.random() < 0.08):  # occasional rest
+                    i += direction * (1 if rng.random() < SECOND_PROB else 2)
+                    p = pitches[min(max(i, 0), len(pitches) - 1)]
+                if not (pos != PHRASE_BARS - 1 and k > 0 and rng.random() < REST_PROB):
                     notes.append((p, t, d))
                 t += d
         return notes
@@ -299,15 +311,15 @@ class _Composer:
     def counter(self, part: Part, chords) -> Track:
         """Slow counter-melody: half or whole notes on guide tones (3rd, 7th) moving to the nearest one."""
         track = Track("counter", self.program(part))
-        p = 60
+        p = COUNTER_START
         for b, (root, ivs) in enumerate(chords):
-            halves = 2 if self.rng.random() < 0.5 and self.bar_q >= 2 else 1
+            halves = 2 if self.rng.random() < COUNTER_HALVES_PROB and self.bar_q >= 2 else 1
             for h in range(halves):
                 guide = [ivs[1] % 12, ivs[3] % 12 if len(ivs) > 3 else ivs[2]]
-                cands = [q for q in range(50, 70) if (q - root) % 12 in guide]
+                cands = [q for q in range(COUNTER_LOW, COUNTER_HIGH) if (q - root) % 12 in guide]
                 p = min(cands, key=lambda q: abs(q - p) + self.rng.random())
                 dur = self.bar_q / halves
-                self.add(track, p, b * self.bar_q + h * dur, dur * 0.95, ROLE_VELOCITY["counter"])
+                self.add(track, p, b * self.bar_q + h * dur, dur * COUNTER_GATE, ROLE_VELOCITY["counter"])
         return track
 
     def add(self, track: Track, pitch: int, q: float, dur_q: float, vel: float, dt: float = 0.0) -> None:
@@ -315,7 +327,7 @@ class _Composer:
         if not track.is_drum and not self.playable(track.program, pitch):  # a dead key in this font: other octave
             pitch = next((p for p in (pitch - 12, pitch + 12, pitch - 24) if self.playable(track.program, p)), pitch)
         if t0 < self.duration:
-            track.notes.append((int(pitch), t0, max(t1, t0 + 0.03), int(min(127, max(1, vel)))))
+            track.notes.append((int(pitch), t0, max(t1, t0 + MIN_NOTE_S), int(min(127, max(1, vel)))))
 
     def compose(self) -> Piece:
         st, rng = self.style, self.rng
@@ -333,18 +345,19 @@ class _Composer:
         tracks = []
         lead = Track("lead", lead_program)
         for p, q, d in mel_q:
-            accent = 8 if q % self.beat_q == 0 else 0
-            self.add(lead, p, q, d * (0.97 if voice else 0.9), ROLE_VELOCITY["lead"] + accent)
+            accent = LEAD_ACCENT if q % self.beat_q == 0 else 0
+            self.add(lead, p, q, d * (VOICE_GATE if voice else LEAD_GATE), ROLE_VELOCITY["lead"] + accent)
         tracks.append(lead)
         if voices:  # chorale: alto on the comp instrument, tenor on the pad/counter one, bass on the bass one
             for role, part, notes in (("comp", st.comp, voices["alto"]), ("pad", st.pad or st.counter or st.comp,
                                        voices["tenor"]), ("bass", st.bass or st.comp, voices["bass"])):
                 track = Track(role, self.program(part or st.lead))
                 for p, q, d in notes:
-                    self.add(track, p, q, d * 0.95, ROLE_VELOCITY["comp"])
+                    self.add(track, p, q, d * CHORALE_GATE, ROLE_VELOCITY["comp"])
                 tracks.append(track)
         else:
-            for role, part, lo_hi in (("comp", st.comp, (52, 76)), ("pad", st.pad, (58, 82)), ("bass", st.bass, None)):
+            for role, part, lo_hi in (("comp", st.comp, COMP_RANGE), ("pad", st.pad, PAD_RANGE),
+                                      ("bass", st.bass, None)):
                 if part is not None and rng.random() < part.prob:
                     tracks.append(self.chordal(role, part, chords, *(lo_hi or (0, 0))))
             if st.counter is not None and rng.random() < st.counter.prob:

@@ -1,5 +1,6 @@
 """The style table of the synthetic corpus: instrumentation, tempo, meter, harmony and groove per musical style,
-and the vocabularies it names (progression families, drum/bass/comp grid patterns, instrument words, lead ranges).
+and the vocabularies it names (progression families, drum/bass/comp grid patterns, instrument words, lead ranges),
+plus the named numbers with which compose.py plays them (grid step, phrase length, fills, gates, ranges, odds).
 
 Each `Style` names General-MIDI programs per role (alternatives are drawn at random per clip), the pattern names that
 `compose.py` understands, and the words the captions use. Programs are 0-based GM numbers; drum "programs" are GM
@@ -276,3 +277,41 @@ def instrument_name(program: int, is_drum: bool = False) -> str:
     if is_drum:
         return DRUM_KIT_NAMES.get(program, "drums")
     return INSTRUMENT_NAMES.get(program, "synthesizer")
+
+
+# --- how compose.py plays the tables --------------------------------------------------------------------------
+# Time grid and clip placement (times in quarter notes)
+STEP_Q = 0.25  # one 16th-note grid step
+SWING_DIVISOR = 6  # full swing (1.0) delays an off-beat eighth by a sixth of a quarter: onto the triplet
+DOWNBEAT_START = 0.25  # share of clips that start on a downbeat; the others start anywhere in the first bars
+MAX_START_BARS, MAX_START_S = 4, 4.0
+PHRASE_BARS = 4  # melodies, fills and crashes follow 4-bar phrases
+# Drums
+FILL_PROB = 0.5  # the last beat of a phrase's last bar turns into a fill
+FILL_TOMS = (50, 48, 45, 43)  # high to low tom, one per 16th
+FILL_TOM_PROB, FILL_VELOCITY = 0.6, 95  # else the snare
+CRASH_PROB, CRASH_Q, CRASH_VELOCITY = 0.7, 2.0, 100  # on the first beat of a phrase
+HIT_Q = 0.5  # drum notes' length (the kit's samples decay on their own)
+# Bass and chords
+GATE = {"staccato": 0.45, "legato": 0.92}  # sounding share of a grid note
+GUITARS = (*range(24, 32), 105)  # GM guitars and the banjo strum their chords
+STRUM_S = 0.012  # between strings
+BASS_LOW, BASS_LOW_HIGHER, HIGH_BASSES = 33, 36, (42, 19, 20)  # lowest bass note (cello and organs sit higher)
+BASS_OFFBEAT = 0.85  # velocity of bass notes after the downbeat
+POWER_LOW = 40  # lowest root of a power chord (root, fifth, octave)
+# Melody
+DENSITY_BPM = 110  # tempo at which a style's density applies as is; faster tempi get sparser rhythms
+LEAP_PROB, LEAP, STEP_REACH = 0.2, 9, 4  # strong beats: a chord tone within STEP_REACH semitones, or a leap
+TURN_PROB, RANGE_MARGIN = 0.25, 3  # weak beats: change direction, or turn back near the range's ends
+SECOND_PROB = 0.75  # a scale step, else a skip of two
+REST_PROB = 0.08
+CADENCE_ROOT_BONUS = 3  # semitones a cadence will travel further to land on the chord's root
+LEAD_ACCENT = 8  # velocity added on the beat
+LEAD_GATE, VOICE_GATE, CHORALE_GATE = 0.9, 0.97, 0.95  # sounding share of a note (sung leads are legato)
+COMP_RANGE, PAD_RANGE = (52, 76), (58, 82)
+# Counter-melody: guide tones in [COUNTER_LOW, COUNTER_HIGH), starting near COUNTER_START
+COUNTER_START, COUNTER_LOW, COUNTER_HIGH, COUNTER_HALVES_PROB, COUNTER_GATE = 60, 50, 70, 0.5, 0.95
+# Harmonising a real tune: a triad's score is its melody weight minus CHORD_OUTSIDE times the weight outside it, minus
+# CHORD_ORDER per place in the candidate list (common chords first); notes on the beat weigh ON_BEAT_WEIGHT
+ON_BEAT_WEIGHT, CHORD_OUTSIDE, CHORD_ORDER = 1.5, 0.6, 0.15
+MIN_NOTE_S = 0.03
