@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from musicgen_core.codec import Codec
@@ -10,6 +11,7 @@ from musicgen_core.eval.classifier import corpus_features, lead_family, load_pro
 from musicgen_core.eval.metrics import codec_round_trip
 
 
+@pytest.mark.slow
 def test_probes_learn_and_round_trip(tmp_path):
     path = tmp_path / "probes.npz"
     scores = train_probes(n_train=150, n_valid=30, duration=2.0, out=path)
@@ -20,6 +22,7 @@ def test_probes_learn_and_round_trip(tmp_path):
     assert all(c in probes["style"].classes for c in probes["style"].predict(x))
 
 
+@pytest.mark.slow
 def test_probes_fitted_through_a_codec(tmp_path):
     torch.manual_seed(0)
     codec = Codec(CodecConfig(n_filters=4, dimension=16, lstm_layers=1, card=64)).remove_weight_norm().eval()
@@ -47,6 +50,7 @@ def test_shipped_probes_load():
     assert len(probes["style"].classes) == 19
 
 
+@pytest.mark.slow
 def test_real_packages_become_style_classes(tmp_path):
     """Two fake packages that sound apart (a low drone and bright noise) are told apart by the style probe."""
     import soundfile as sf

@@ -86,6 +86,8 @@ def test_short_run_resumes_exactly(tmp_path):
         assert all(a[k] == b[k] for k in trainer.LOSSES) and a["chroma"]
 
 
+@pytest.mark.slow
+@pytest.mark.training
 def test_a_few_steps_lower_the_held_out_loss(tmp_path):
     cfg = dataclasses.replace(trainer.PRESETS["cpu-seanet"], codec=TINY, batch_size=2, clips_per_batch=1,
                               segment=0.25, adv_start=1000, val_every=5, val_clips=4, val_duration=1.0, workers=0)

@@ -22,7 +22,8 @@ from musicgen_core.train import lm as trainer
 from musicgen_core.train.data import melody_chroma
 
 
-@pytest.mark.parametrize("voice,register", QUERIES)
+@pytest.mark.parametrize("voice,register", [QUERIES[0], *(pytest.param(*q, marks=pytest.mark.slow)
+                                                           for q in QUERIES[1:])])  # one query in the fast loop
 def test_melody_queries_carry_the_tune_in_their_register(voice, register):
     (ex,) = eval_items(1, 6.0, tunes_only=True)
     assert ex.metadata["melody_source"] in ("folk", "chorale") and ex.metadata["seed"] < 10_000_000
@@ -52,6 +53,7 @@ def test_frechet_distance():
     assert metrics.frechet_distance(x, 3 * y) > same + 6.0  # wider spread
 
 
+@pytest.mark.slow
 def test_eval_cli_end_to_end(tmp_path, capsys):
     torch.manual_seed(0)
     lm_cfg = LMConfig(dim=32, num_heads=2, num_layers=1, ffn_dim=64, card=64, cond_dim=384, cross_attention=False,

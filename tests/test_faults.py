@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = """
@@ -28,6 +29,8 @@ def run(run_dir: Path, steps: int) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow
+@pytest.mark.training
 def test_sigkill_mid_training_resumes_from_last_checkpoint(tmp_path):
     ckpt = tmp_path / "latest.pt"
     proc = run(tmp_path, 10_000)  # checkpoints after every step

@@ -70,6 +70,8 @@ def test_learning_rate_schedule():
     assert lrs[-1] == pytest.approx(0.1 * CFG.lr)
 
 
+@pytest.mark.slow
+@pytest.mark.training
 def test_run_learns_resumes_samples_and_ships(shards, tmp_path):
     run = tmp_path / "run"
     first = trainer.train(CFG, shards / "train", shards / "valid", run, max_steps=1)
