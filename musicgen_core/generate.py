@@ -24,7 +24,7 @@ from .configs import MusicGenConfig
 from .lm.model import Context, MusicLM
 from .patterns import Pattern, get_pattern
 from .realtime import Realtime, measure_realtime
-from .sampling import GenerationParams, guide, gumbel_noise, sample_next_token, sample_with_noise
+from .sampling import GenerationParams, guide, noise_rows, sample_rows, sample_with_noise
 from .validation import InputError, check_continuation, check_descriptions, check_params, check_waveform
 
 
@@ -37,6 +37,8 @@ def frame_steps(pattern: Pattern, n_q: int, frames: int) -> torch.Tensor:
     out[seq[0][mask]] = steps[mask]
     return out.view(n_q, frames)
 
+
+Seed = int | Sequence[int] | None  # one seed for a batch, or one per piece
 
 class MusicGen:
     """Text-to-music model: codec + LM + text encoder (+ chroma extractor for melody models).
@@ -143,21 +145,22 @@ class MusicGen:
         return self
 
     def generate(self, descriptions: Sequence[str | None], progress: bool = False, return_tokens: bool = False,
-                 seed: int | None = None, params: GenerationParams | None = None, **settings):
+                 seed: Seed = None, params: GenerationParams | None = None, **settings):
         """Text -> wav [B, C, T] (and codes [B, K, F] with return_tokens). `settings` (duration, top_k, ...) or
-        `params` apply to this call only; `progress` is True (print steps) or a callable(done, total)."""
+        `params` apply to this call only; `progress` is True (print steps) or a callable(done, total); `seed` is one
+        seed for the batch or a list of one per piece (piece i is then what seed[i] gives it alone: variations)."""
         return self._run(check_descriptions(descriptions), None, None, progress, return_tokens, seed,
                          self._params(params, settings))
 
     def generate_unconditional(self, num_samples: int, progress: bool = False, return_tokens: bool = False,
-                               seed: int | None = None, params: GenerationParams | None = None, **settings):
+                               seed: Seed = None, params: GenerationParams | None = None, **settings):
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise InputError(f"num_samples must be a whole number >= 1, got {num_samples!r}.")
         return self._run([None] * num_samples, None, None, progress, return_tokens, seed,
                          self._params(params, settings))
 
     def generate_with_chroma(self, descriptions, melody_wavs, melody_sample_rate: int, progress: bool = False,
-                             return_tokens: bool = False, seed: int | None = None,
+                             return_tokens: bool = False, seed: Seed = None,
                              params: GenerationParams | None = None, **settings):
         """Follow the melody of `melody_wavs` ([B, C, T] or a list of [C, T] / None) at `melody_sample_rate`."""
         descriptions = check_descriptions(descriptions)
@@ -165,7 +168,7 @@ class MusicGen:
                          progress, return_tokens, seed, self._params(params, settings))
 
     def generate_continuation(self, prompt: torch.Tensor, prompt_sample_rate: int, descriptions=None,
-                              progress: bool = False, return_tokens: bool = False, seed: int | None = None,
+                              progress: bool = False, return_tokens: bool = False, seed: Seed = None,
                               params: GenerationParams | None = None, **settings):
         """Continue the audio `prompt` [B, C, T] or [C, T]; the output starts with the re-decoded prompt. A prompt
         longer than the model's window keeps its last part as the window's context, as long-form windows do."""
@@ -175,7 +178,7 @@ class MusicGen:
         return self._run(descriptions, None, prompt_codes, progress, return_tokens, seed, p)
 
     def stream(self, descriptions=None, melody_wavs=None, melody_sample_rate: int | None = None,
-               prompt: torch.Tensor | None = None, prompt_sample_rate: int | None = None, seed: int | None = None,
+               prompt: torch.Tensor | None = None, prompt_sample_rate: int | None = None, seed: Seed = None,
                chunk_duration: float = 0.5, return_tokens: bool = False, progress=False,
                params: GenerationParams | None = None, **settings):
         """Yield wav chunks [B, C, n] while generating (with return_tokens: (wav chunk, codes [B, K, f] of the frames
@@ -188,8 +191,7 @@ class MusicGen:
         descriptions = [None] * n if descriptions is None else check_descriptions(descriptions)
         melodies = None if melody_wavs is None else self._melodies(melody_wavs, melody_sample_rate,
                                                                   len(descriptions))
-        frames = self._frame_stream(descriptions, melodies, prompt_codes, self._generator(seed),
-                                    self._callback(progress), p)
+        frames = self._frame_stream(descriptions, melodies, prompt_codes, seed, self._callback(progress), p)
         for wav, codes in self._decode_stream(frames, max(1, int(chunk_duration * self.frame_rate))):
             yield (wav, codes) if return_tokens else wav
 
@@ -207,19 +209,24 @@ class MusicGen:
         return progress if callable(progress) else self._progress or (_print_progress if progress else None)
 
     def _run(self, descriptions, melodies, prompt_codes, progress, return_tokens, seed, p: GenerationParams):
-        frames = self._frame_stream(descriptions, melodies, prompt_codes, self._generator(seed),
-                                    self._callback(progress), p)
+        frames = self._frame_stream(descriptions, melodies, prompt_codes, seed, self._callback(progress), p)
         codes = torch.cat(list(frames), dim=-1)
         with torch.no_grad():
             wav = self.compression_model.decode(codes)
         return (wav, codes) if return_tokens else wav
 
-    def _generator(self, seed: int | None) -> torch.Generator:
-        """A generator seeded with `seed`, or with a seed drawn from torch's global RNG, so that
-        `torch.manual_seed(n)` before a call reproduces it (as in audiocraft)."""
-        seed = int(torch.randint(2**31 - 1, ()).item()) if seed is None else int(seed)
-        self.last_seed = seed
-        return torch.Generator(self.device).manual_seed(seed)
+    def _generators(self, seed: Seed, batch: int) -> list[torch.Generator]:
+        """One generator for the batch seeded with `seed` (None: a seed drawn from torch's global RNG, so that
+        `torch.manual_seed(n)` before a call reproduces it, as in audiocraft), or one per row for a list of seeds:
+        row i is then the music seed[i] gives alone."""
+        if seed is None:
+            seed = int(torch.randint(2**31 - 1, ()).item())
+        per_row = isinstance(seed, Sequence) and not isinstance(seed, str)
+        seeds = [int(s) for s in seed] if per_row else [int(seed)]
+        if per_row and len(seeds) != batch:
+            raise InputError(f"got {len(seeds)} seeds for {batch} pieces: give one seed, or one per piece.")
+        self.last_seed = seeds if per_row else seeds[0]
+        return [torch.Generator(self.device).manual_seed(s) for s in seeds]
 
     def _decode_step(self, x: torch.Tensor, ctx: Context, cache: list, pos: torch.Tensor,
                      gumbel: torch.Tensor | None, cfg: bool, p: GenerationParams) -> torch.Tensor:
@@ -300,10 +307,11 @@ class MusicGen:
         return plan
 
     @torch.no_grad()
-    def _frame_stream(self, descriptions, melodies, prompt_codes, generator,
+    def _frame_stream(self, descriptions, melodies, prompt_codes, seed,
                       callback: Callable[[int, int], None] | None, p: GenerationParams) -> Iterator[torch.Tensor]:
         """Yield codes [B, K, n] of newly completed frames, in order, the prompt's first."""
         B = len(descriptions)
+        generators = self._generators(seed, B)
         total = max(1, int(p.duration * self.frame_rate))
         prompt_len = 0 if prompt_codes is None else prompt_codes.shape[-1]
         if prompt_codes is not None and prompt_codes.shape[0] != B:
@@ -326,12 +334,12 @@ class MusicGen:
         for offset, n_frames, _ in plan:
             ctx = self._context(descriptions, melodies, offset / self.frame_rate if len(plan) > 1 else None, cfg)
             window_prompt = None if history is None else history[..., offset:]
-            for new in self._window(ctx, window_prompt, n_frames, B, cfg, generator, on_step, p):
+            for new in self._window(ctx, window_prompt, n_frames, B, cfg, generators, on_step, p):
                 history = new if history is None else torch.cat([history, new], dim=-1)
                 yield new
 
     def _window(self, ctx: Context, prompt: torch.Tensor | None, n_frames: int, B: int, cfg: bool,
-                generator: torch.Generator, on_step: Callable[[], None], p: GenerationParams
+                generators: list[torch.Generator], on_step: Callable[[], None], p: GenerationParams
                 ) -> Iterator[torch.Tensor]:
         """One window of at most max_duration: yields newly completed frames after the prompt."""
         lm = self.lm
@@ -353,11 +361,11 @@ class MusicGen:
             x = seq[..., prev:offset]
             if static and offset > start:  # after the prefill: the compiled step
                 pos = torch.tensor([ctx.prefix_len + prev], device=self.device) if pos is None else pos + 1
-                gumbel = gumbel_noise((B, K, lm.cfg.card), generator, self.device) if p.use_sampling else None
+                gumbel = noise_rows((B, K, lm.cfg.card), generators, self.device) if p.use_sampling else None
                 nxt = self._step(x, ctx, cache, pos, gumbel, cfg, p)
             else:
                 logits = lm(torch.cat([x, x]) if cfg else x, ctx, cache, start=prev)[:, :, -1]  # [B(*2), K, card]
-                nxt = sample_next_token(guide(logits, p.cfg_coef) if cfg else logits, p, generator)
+                nxt = sample_rows(guide(logits, p.cfg_coef) if cfg else logits, p, generators)
             nxt = torch.where(valid[:, offset], nxt, special)
             cur = seq[..., offset]
             seq[..., offset] = torch.where(cur == -1, nxt, cur)  # never overwrite prompt tokens

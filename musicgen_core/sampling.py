@@ -46,6 +46,21 @@ def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator, device: tor
     return -torch.log(-torch.log(torch.rand(shape, generator=generator, device=device)))
 
 
+def sample_rows(logits: torch.Tensor, p: GenerationParams, generators: list[torch.Generator]) -> torch.Tensor:
+    """`sample_next_token` drawing from one generator for the whole batch, or from one per row (a row then gets
+    exactly the tokens it would get alone with its generator)."""
+    if len(generators) == 1:
+        return sample_next_token(logits, p, generators[0])
+    return torch.cat([sample_next_token(row[None], p, g) for row, g in zip(logits, generators)])
+
+
+def noise_rows(shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device) -> torch.Tensor:
+    """`gumbel_noise` of `shape` [B, ...] from one generator, or row by row from one generator per row."""
+    if len(generators) == 1:
+        return gumbel_noise(shape, generators[0], device)
+    return torch.cat([gumbel_noise((1, *shape[1:]), g, device) for g in generators])
+
+
 def sample_with_noise(logits: torch.Tensor, p: GenerationParams, gumbel: torch.Tensor | None) -> torch.Tensor:
     """The distribution of `sample_next_token`, drawn by Gumbel-max from given Gumbel(0, 1) noise [B, K, card]: no
     generator and no host synchronisation inside, so it can live in a compiled / CUDA-graph step."""

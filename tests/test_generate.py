@@ -8,6 +8,7 @@ import torch
 
 from musicgen_core import MusicGen
 from musicgen_core.sampling import GenerationParams, guide, sample_next_token
+from musicgen_core.validation import InputError
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +201,23 @@ def test_default_extend_stride_is_sixty_percent_of_the_window(model):
     short = short_windows(model, max_duration=0.4)  # 20 frames a window, default stride 12 frames
     assert short._windows(40, 0, GenerationParams(duration=0.8)) == [(0, 20, 0), (12, 20, 8), (24, 16, 8)]
     assert short.generate(["jazz"], seed=0, duration=0.8).shape[-1] == 40 * 640
+
+
+def test_one_seed_per_piece_gives_each_piece_what_its_seed_gives_alone(model):
+    _, both = model.generate(["rock", "rock"], seed=[11, 12], return_tokens=True, duration=0.3)
+    assert model.last_seed == [11, 12]
+    for row, seed in enumerate((11, 12)):
+        _, alone = model.generate(["rock"], seed=seed, return_tokens=True, duration=0.3)
+        assert torch.equal(both[row], alone[0])
+    assert not torch.equal(both[0], both[1])
+    _, shared = model.generate(["rock", "rock"], seed=11, return_tokens=True, duration=0.3)
+    assert not torch.equal(shared[1], both[1])  # one seed draws the whole batch from one generator
+    with pytest.raises(InputError, match=r"^got 3 seeds for 2 pieces: give one seed, or one per piece\.$"):
+        model.generate(["a", "b"], seed=[1, 2, 3], duration=0.2)
+
+
+def test_one_seed_per_piece_through_the_static_step(hf_musicgen_dir):
+    static = MusicGen.from_pretrained(hf_musicgen_dir[1]).compile(mode=None)  # the Gumbel-noise step, eager
+    _, both = static.generate(["jazz", "jazz"], seed=[5, 6], return_tokens=True, duration=0.3)
+    for row, seed in enumerate((5, 6)):
+        assert torch.equal(both[row], static.generate(["jazz"], seed=seed, return_tokens=True, duration=0.3)[1][0])
