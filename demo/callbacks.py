@@ -224,8 +224,9 @@ def generate(cache: ModelCache, streaming: bool, prompt: str, melody: str | None
         for note in warnings:
             gr.Warning(note)
         seed = random.randrange(MAX_SEED + 1) if seed is None else seed
+        seeds = [(seed + i) % (MAX_SEED + 1) for i in range(takes)]  # take i is what its seed gives alone
         sr, chunks, tokens, start, first = lm.sample_rate, [], [], time.perf_counter(), None
-        stream = lm.stream([text] * takes, seed=seed, chunk_duration=CHUNK_SECONDS, return_tokens=True,
+        stream = lm.stream([text] * takes, seed=seeds, chunk_duration=CHUNK_SECONDS, return_tokens=True,
                            progress=_progress_callback(progress), duration=seconds, **sampling, **inputs)
         try:  # one yield per chunk: a Cancel closes this generator there, which closes the stream
             for chunk, codes in stream:
@@ -242,25 +243,26 @@ def generate(cache: ModelCache, streaming: bool, prompt: str, melody: str | None
         progress(1.0, desc="Drawing")
         seconds = wavs.shape[-1] / sr
         summary = (f"**{seconds:.1f} s** of audio{f' x {takes} takes' * (takes > 1)} in {elapsed:.1f} s: "
-                   f"**{seconds / elapsed:.2f}x real time**, first audio after {first:.1f} s. Seed **{seed}**, "
+                   f"**{seconds / elapsed:.2f}x real time**, first audio after {first:.1f} s. "
+                   f"Seed{'s' * (takes > 1)} **{', '.join(map(str, seeds))}**, "
                    f"model {model}{', loudness -14 LUFS' * loudness}.")
         if lm.lm.cfg.tempo and (bpm := parse_bpm(text)):  # models with a beat grid read the number
             summary += f" Tempo **{bpm:g} BPM**, read from the prompt."
-        form = [prompt, melody, duration, str(seed), top_k, top_p, temperature, cfg_coef, mode, model, takes,
-                loudness]
+        forms = [[prompt, melody, duration, str(s), top_k, top_p, temperature, cfg_coef, mode, model, 1, loudness]
+                 for s in seeds]  # each take loads back as itself: its own seed, one take
         with tempfile.TemporaryDirectory(prefix="musicgen-demo-") as tmp:  # Gradio copies them to its cache
-            paths = [str(audio_write(Path(tmp) / f"musicgen_{seed}_take{i + 1}", wav, sr,
+            paths = [str(audio_write(Path(tmp) / f"musicgen_{seeds[i]}_take{i + 1}", wav, sr,
                                      strategy="loudness" if loudness else "clip", peak_clip_headroom_db=0,
                                      loudness_headroom_db=-LUFS, loudness_compressor=True, log_clipping=False))
                      for i, wav in enumerate(wavs)]
             stamp = time.strftime("%H:%M:%S")
-            new = [history_entry(form, path, f"{stamp} {(text or 'melody only')[:40]!r}, take {i + 1}/{takes}, "
-                                             f"seed {seed}, {model}") for i, path in enumerate(paths)]
+            new = [history_entry(forms[i], path, f"{stamp} {(text or 'melody only')[:40]!r}, take {i + 1}/{takes}, "
+                                                 f"seed {seeds[i]}, {model}") for i, path in enumerate(paths)]
             history = keep_recent(new + list(history or []))
             grid, spectrogram, comparison = figures(lm, torch.from_numpy(_read(paths[0])), codes[0],
                                                     audio if "melody_wavs" in inputs else None)
             slots = {f"take_{i}": gr.update(value=paths[i], visible=True,
-                                            label=f"Take {i + 1} of {takes} (seed {seed})")
+                                            label=f"Take {i + 1} of {takes} (seed {seeds[i]})")
                      if takes > 1 and i < takes else gr.update(value=None, visible=False) for i in range(MAX_TAKES)}
             yield outputs(files=paths, token_grid=grid, chroma_cmp=comparison, seed_used=seed, stats=summary,
                           player=gr.skip() if streaming else paths[0], spectrogram=spectrogram, history=history,

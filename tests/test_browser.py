@@ -110,20 +110,20 @@ def test_generate_in_the_browser(server, tmp_path):
             page.locator("#generate").click()
             expect(page.locator("#stats")).to_contain_text("x 2 takes")
             expect(page.locator("#stats")).to_contain_text(f"model {SMALL}")
-            for take in ("take-0", "take-1"):
+            for take, seed in (("take-0", 21), ("take-1", 22)):  # each take has its own seed
                 expect(page.locator(f"#{take}")).to_be_visible()
-                expect(page.locator(f"#{take}")).to_contain_text("of 2 (seed 21)")
+                expect(page.locator(f"#{take}")).to_contain_text(f"of 2 (seed {seed})")
             expect(page.locator("#take-2")).to_be_hidden()
             shoot(page, "two_takes")
 
             page.locator("#history input").click()  # replay the second take from the history
-            page.get_by_role("option", name="take 2/2, seed 21").click()
-            expect(page.locator("#history-info")).to_contain_text("take 2/2, seed 21")
+            page.get_by_role("option", name="take 2/2, seed 22").click()
+            expect(page.locator("#history-info")).to_contain_text("take 2/2, seed 22")
             page.wait_for_function(AUDIO_READY, arg="history-player")
             page.locator("#seed input").fill("")
             page.locator("#prompt textarea").fill("something else")
             page.locator("#restore").click()  # and load it back into the form
-            expect(page.locator("#seed input")).to_have_value("21")
+            expect(page.locator("#seed input")).to_have_value("22")  # the take alone: its seed, one take
             expect(page.locator("#prompt textarea")).to_have_value("gentle lullaby on a music box")
             shoot(page, "history_replay")
 
