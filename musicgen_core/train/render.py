@@ -6,6 +6,7 @@ samples. Each SoundFont is loaded once per process (a DataLoader worker inherits
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import os
@@ -21,12 +22,16 @@ PREROLL = 1.0  # seconds rendered before the clip for notes already sounding at 
 # The lead's level over the backing's (RMS): the lead carries the tune, so a model trained on these mixes makes the
 # melody it is given audible (at -5..+1 dB, v4's range, its output's dominant pitch class followed the accompaniment)
 LEAD_OVER_BACKING_DB = (0.0, 6.0)
-DEBIAN_SOUNDFONTS = ("/usr/share/sounds/sf3/FluidR3Mono_GM.sf3", "/usr/share/sounds/sf2/sf_GMbank.sf2")
-# Presets whose samples sound off-pitch: (SoundFont file name, program) -> semitones to add (measured f0 of
-# rendered notes; TimGM6mb's whistle sounds a major sixth low).
-DETUNED = {("TimGM6mb.sf2", 78): 9.04}
+DEBIAN_SOUNDFONTS = ("/usr/share/sounds/sf3/FluidR3Mono_GM.sf3", "/usr/share/sounds/sf2/sf_GMbank.sf2",
+                     "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3", "/usr/share/sounds/sf2/FluidR3_GM.sf2")
+# Sampled acoustic drum kits (avldrums.lv2-soundfont, GM drum map): they play the standard / room / power kits
+# (programs 0-16) of half the pieces whose font is a GM bank.
+DRUM_KITS = ("/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2", "/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2")
+ACOUSTIC_KITS = (0, 8, 16)
+PROBE_DB = -24.0  # presets louder than this on a probe note (RMS at velocity 0.8) are turned down to it
 _LOADED: dict[str, object] = {}
 _PLAYABLE: dict[tuple[str, int, int], bool] = {}
+_CALIBRATION: dict[tuple[str, int, bool], tuple[float, float]] = {}
 
 
 def soundfont_paths() -> list[str]:
@@ -53,6 +58,45 @@ def load_soundfont(path: str):
         font.set_output(tsf.OutputMode.Mono, SAMPLE_RATE, 0.0)
         _LOADED[path] = font
     return _LOADED[path]
+
+
+def drum_kit_paths() -> list[str]:
+    """The sampled drum kits that are installed."""
+    return [p for p in DRUM_KITS if os.path.isfile(p)]
+
+
+def _probe(soundfont: str, program: int, is_drum: bool, keys: tuple[int, ...], n: int) -> np.ndarray:
+    """`n` samples of `keys` struck together at velocity 0.8 on a fresh synth."""
+    font, out = load_soundfont(soundfont), np.zeros(n, np.float32)
+    font.reset()
+    channel = 9 if is_drum else 0
+    font.channel_set_preset_number(channel, program, is_drum)
+    for key in keys:
+        font.channel_note_on(channel, key, 0.8)
+    font.render(memoryview(out).cast("B"), False)
+    font.reset()
+    return out
+
+
+def calibration(soundfont: str, program: int, is_drum: bool = False) -> tuple[float, float]:
+    """(tuning in semitones, channel volume) that put a preset in tune and no louder than PROBE_DB: banks differ in
+    level per preset, and some presets' samples sound off-pitch (TimGM6mb's whistle a major sixth low). Tuning is
+    measured on A4 (pYIN, to the nearest pitch class: octave errors do not matter to chroma) and corrected only when
+    the probe is clearly pitched and off by more than 40 cents; drums (kick + snare) get a level only. Cached."""
+    key = (soundfont, program, is_drum)
+    if key not in _CALIBRATION:
+        probe = _probe(soundfont, program, is_drum, (36, 38) if is_drum else (69,), SAMPLE_RATE // 2)
+        rms_db = 20 * np.log10(np.sqrt(np.mean(probe.astype(np.float64) ** 2)) + 1e-12)
+        tuning = 0.0
+        if not is_drum and rms_db > -60:
+            import librosa
+
+            f0, voiced, _ = librosa.pyin(probe, fmin=50, fmax=4000, sr=SAMPLE_RATE, frame_length=2048)
+            if voiced.mean() > 0.5:
+                error = (np.median(librosa.hz_to_midi(f0[voiced])) - 69 + 6) % 12 - 6  # semitones, [-6, 6)
+                tuning = -float(error) if abs(error) > 0.4 else 0.0
+        _CALIBRATION[key] = tuning, float(min(1.0, 10 ** ((PROBE_DB - rms_db) / 20)))
+    return _CALIBRATION[key]
 
 
 def playable(soundfont: str, program: int, pitch: int) -> bool:
@@ -95,14 +139,16 @@ def _events(tracks: list[Track], rng: np.random.Generator, t0: float) -> list[tu
 
 def _render_pass(soundfont: str, tracks: list[Track], events, n: int) -> np.ndarray:
     """Render `n` samples of the given tracks' events from a clean synth state."""
+    settings = [calibration(soundfont, t.program, t.is_drum) for t in tracks]  # probes first: they reset the synth
     font = load_soundfont(soundfont)
     font.reset()
     out = np.zeros(n + 512, np.float32)
     font.render(memoryview(out[n:]).cast("B"), False)  # let voices cut by reset() fade out, then discard
     out[n:] = 0
-    for track, channel in zip(tracks, _channels(tracks)):
+    for track, channel, (tuning, volume) in zip(tracks, _channels(tracks), settings):
         font.channel_set_preset_number(channel, track.program, track.is_drum)
-        font.channel_set_tuning(channel, DETUNED.get((Path(soundfont).name, track.program), 0.0))
+        font.channel_set_tuning(channel, tuning)
+        font.channel_set_volume(channel, volume)
     view, pos = memoryview(out).cast("B"), 0
     for s, on, ch, key, vel in events:
         s = min(s, n)
@@ -187,8 +233,15 @@ def render(piece: Piece, soundfont: str, rng: np.random.Generator) -> tuple[np.n
     pre = round(-t0 * SAMPLE_RATE)
     lead_tracks = [t for t in piece.tracks if t.role == "lead"]
     backing_tracks = [t for t in piece.tracks if t.role != "lead"]
+    kits = drum_kit_paths()
+    kit = kits[rng.integers(len(kits))] if kits and rng.random() < 0.5 else None
+    sampled = [t for t in backing_tracks if kit and t.is_drum and t.program in ACOUSTIC_KITS]
+    backing_tracks = [t for t in backing_tracks if t not in sampled]
+    sampled = [dataclasses.replace(t, program=0) for t in sampled]  # a kit file holds one kit, preset 0
     lead = _render_pass(soundfont, lead_tracks, _events(lead_tracks, rng, t0), pre + n)[pre:]
     backing = _render_pass(soundfont, backing_tracks, _events(backing_tracks, rng, t0), pre + n)[pre:]
+    if sampled:
+        backing += _render_pass(kit, sampled, _events(sampled, rng, t0), pre + n)[pre:]
     balance = 10 ** (rng.uniform(*LEAD_OVER_BACKING_DB) / 20) * _rms(backing) / _rms(lead) if _rms(lead) > 1e-6 else 0.0
     style = STYLE_BY_NAME[piece.style]
     mix = _reverb(_eq(backing + balance * lead, rng), rng, rng.uniform(*style.reverb))
