@@ -31,9 +31,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
     A decoding step multiplies a few rows by each weight matrix, so it is a read of the weights. For float32 on CPU,
     MKL reads them ~3x faster as `weight @ x.T` (its matrix-vector kernels, up to 4 rows at a time) than in F.linear's
-    layout, as long as a block of x stays in cache: measured on 2 vCPUs, GB/s F.linear vs this: in_features 1024:
-    10 vs 38 (2 rows), 11 vs 39 (4), 12 vs 20 (8, two calls); in_features 4096: 13 vs 31 (2), 13 vs 17 (4), 13 vs 11
-    (8), so wider weights are read in blocks of BLOCK input columns instead: 47 (2), 45 (4), 23 (8, two calls)."""
+    layout, as long as a block of x stays in cache, so wider weights are read in blocks of BLOCK input columns (the
+    measurements: README, "Speed")."""
     rows, k = x.numel() // x.shape[-1], x.shape[-1]
     x2 = x.reshape(rows, k)
     if weight.dim() == 3:  # blocked: sum over blocks of [N, BLOCK] @ [BLOCK, r]
