@@ -193,21 +193,18 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
     disc = MultiScaleSTFTDiscriminator(cfg.disc_ffts, cfg.disc_filters).to(rt.device).train()
     opt_g = torch.optim.Adam(codec.parameters(), cfg.lr, betas=cfg.betas)
     opt_d = torch.optim.Adam(disc.parameters(), cfg.lr, betas=cfg.betas)
-    step, elapsed = 0, 0.0
-    ckpt = run_dir / "latest.pt"
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location=rt.device, weights_only=True)
+    state = runtime.resume_state(run_dir / "latest.pt", rt.device)
+    if state is not None:
         codec.load_state_dict(state["codec"])
         disc.load_state_dict(state["disc"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
         for group in opt_g.param_groups + opt_d.param_groups:  # the config's rate wins: a run can resume with less
             group["lr"] = cfg.lr
-        step, elapsed = state["step"], state["elapsed"]
-        print(f"resumed from {ckpt} at step {step} ({elapsed / 60:.1f} min)", flush=True)
     elif warm_start is not None and warm_start.is_file():
         codec.load_state_dict(warm_start_state(codec, load_file(str(warm_start), device=str(rt.device))))
         print(f"warm-started from {warm_start}", flush=True)
+    step, elapsed = (state["step"], state["elapsed"]) if state is not None else (0, 0.0)
     model, dmodel = rt.wrap(codec), rt.wrap(disc)
     mel_loss, stft_loss = MultiResolutionMelLoss(cfg.codec.sample_rate).to(rt.device), MultiResolutionSTFTLoss()
     chroma_loss = ChromaLoss(cfg.codec.sample_rate).to(rt.device)
@@ -219,20 +216,11 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
     loader = torch.utils.data.DataLoader(TrainBatches(cfg, step, rt.rank, rt.world), batch_size=None,
                                          num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None,
                                          persistent_workers=bool(cfg.workers))
-    clock, metrics = runtime.Clock(step, elapsed, max_steps, max_minutes, cfg.ckpt_minutes), {}
-
-    def save():
-        if rt.main:
-            runtime.atomic_save({"codec": codec.state_dict(), "disc": disc.state_dict(), "opt_g": opt_g.state_dict(),
-                                 "opt_d": opt_d.state_dict(), "step": clock.step, "elapsed": clock.elapsed,
-                                 "config": dataclasses.asdict(cfg)}, ckpt)
-
-    def validate():
-        row = {"step": clock.step, "minutes": clock.elapsed / 60, **measure(codec, val)}
-        runtime.append_csv(run_dir / "valid.csv", row)
-        runtime.log_line("valid ", row)
-        return row
-
+    clock = runtime.Clock(step, elapsed, max_steps, max_minutes, cfg.ckpt_minutes)
+    loop = runtime.Loop(rt, run_dir, clock, dataclasses.asdict(cfg), cfg.log_every, cfg.val_every,
+                        measure=lambda: measure(codec, val),
+                        state=lambda: {"codec": codec.state_dict(), "disc": disc.state_dict(),
+                                       "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()})
     for x in loader:
         # k-means init and dead-code restarts draw from torch's generator: seeded per step, a resumed run repeats
         # exactly the steps an uninterrupted one would have taken
@@ -259,22 +247,9 @@ def train(cfg: CodecTrainConfig, run_dir: Path, max_minutes: float | None = None
         opt_g.zero_grad(set_to_none=True)
         total.backward()
         opt_g.step()
-        clock.tick()
-        if rt.main and clock.every(cfg.log_every):
-            row = {"step": clock.step, "minutes": clock.elapsed / 60,
-                   **{k: losses[k].item() if k in losses else "" for k in LOSSES}, "steps_per_s": clock.rate()}
-            runtime.append_csv(run_dir / "train.csv", row)
-            runtime.log_line("", {k: v for k, v in row.items() if v != ""})
-        if rt.main and clock.every(cfg.val_every):
-            metrics = validate()
-        if clock.checkpoint_due():
-            save()
-        if clock.done:
+        if loop.end_step(lambda: {k: losses[k].item() if k in losses else "" for k in LOSSES}):
             break
-    if rt.main:
-        metrics = validate()
-    rt.close()
-    return {k: v for k, v in metrics.items() if k not in ("step", "minutes")}
+    return loop.finish()
 
 
 def add_cli(subparsers) -> None:

@@ -197,15 +197,11 @@ def train(cfg: LMTrainConfig, tokens: Path, valid_tokens: Path, run_dir: Path, m
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     ema = copy.deepcopy(lm).eval().requires_grad_(False)
-    step, elapsed = 0, 0.0
-    ckpt = run_dir / "latest.pt"
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location=rt.device, weights_only=True)
+    state = runtime.resume_state(run_dir / "latest.pt", rt.device)
+    if state is not None:
         lm.load_state_dict(state["lm"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
-        step, elapsed = state["step"], state["elapsed"]
-        print(f"resumed from {ckpt} at step {step} ({elapsed / 60:.1f} min)", flush=True)
     elif init is not None:
         weights = torch.load(init, map_location=rt.device, weights_only=True)["ema"]
         missing, unexpected = lm.load_state_dict(weights, strict=False)
@@ -216,19 +212,15 @@ def train(cfg: LMTrainConfig, tokens: Path, valid_tokens: Path, run_dir: Path, m
     model = rt.wrap(lm)
     if codec_path:
         codec = load_codec(codec_path).to(rt.device)
-    clock, metrics = runtime.Clock(step, elapsed, max_steps, max_minutes, cfg.ckpt_minutes), {}
+    step, elapsed = (state["step"], state["elapsed"]) if state is not None else (0, 0.0)
+    clock = runtime.Clock(step, elapsed, max_steps, max_minutes, cfg.ckpt_minutes)
+    loop = runtime.Loop(rt, run_dir, clock, dataclasses.asdict(cfg), cfg.log_every, cfg.val_every,
+                        measure=lambda: validate(ema, pattern, text_encoder, val, cfg),
+                        state=lambda: {"lm": lm.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict()})
 
-    def save():
-        if rt.main:
-            runtime.atomic_save({"lm": lm.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                                 "step": clock.step, "elapsed": clock.elapsed, "config": dataclasses.asdict(cfg)},
-                                ckpt)
-
-    def validation():
-        row = {"step": clock.step, "minutes": clock.elapsed / 60, **validate(ema, pattern, text_encoder, val, cfg)}
-        runtime.append_csv(run_dir / "valid.csv", row)
-        runtime.log_line("valid ", row)
-        return row
+    def samples(step: int) -> None:
+        if codec_path and step % cfg.sample_every == 0:
+            write_samples(music_model(ema, codec, cfg, text_encoder), run_dir / "samples", step)
 
     n_items = len(data["captions"])
     while True:
@@ -247,25 +239,10 @@ def train(cfg: LMTrainConfig, tokens: Path, valid_tokens: Path, run_dir: Path, m
             ema_decay = min(cfg.ema, (1 + clock.step) / (10 + clock.step))
             for e, p in zip(ema.parameters(), lm.parameters()):
                 e.lerp_(p, 1 - ema_decay)
-        clock.tick()
-        if rt.main and clock.every(cfg.log_every):
-            row = {"step": clock.step, "minutes": clock.elapsed / 60, "lr": lr_at(clock.step, cfg),
-                   "loss": loss.item(), **{f"ce{k}": c for k, c in enumerate(per_codebook.tolist())},
-                   "steps_per_s": clock.rate()}
-            runtime.append_csv(run_dir / "train.csv", row)
-            runtime.log_line("", row)
-        if rt.main and clock.every(cfg.val_every):
-            metrics = validation()
-        if rt.main and codec_path and clock.every(cfg.sample_every):
-            write_samples(music_model(ema, codec, cfg, text_encoder), run_dir / "samples", clock.step)
-        if clock.checkpoint_due():
-            save()
-        if clock.done:
+        if loop.end_step(lambda: {"lr": lr_at(clock.step, cfg), "loss": loss.item(),
+                                  **{f"ce{k}": c for k, c in enumerate(per_codebook.tolist())}}, samples):
             break
-    if rt.main:
-        metrics = validation()
-    rt.close()
-    return {k: v for k, v in metrics.items() if k not in ("step", "minutes")}
+    return loop.finish()
 
 
 def add_cli(subparsers) -> None:

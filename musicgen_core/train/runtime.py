@@ -1,11 +1,12 @@
 """What every trainer needs around its loop: process/device setup (single CPU process or torchrun/DDP), autocast,
-atomic checkpoints and CSV logs."""
+atomic checkpoints, CSV logs, and the loop's tail (`Loop`: log, validate, checkpoint, stop)."""
 from __future__ import annotations
 
 import contextlib
 import csv
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,8 +84,18 @@ def append_csv(path: Path, row: dict) -> None:
 
 
 def log_line(prefix: str, row: dict) -> None:
-    print(prefix + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
-          flush=True)
+    """One log line of the row's non-empty columns."""
+    print(prefix + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                            if v != ""), flush=True)
+
+
+def resume_state(path: Path, device: torch.device) -> dict | None:
+    """The checkpoint at `path` (announced), or None when there is none yet."""
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location=device, weights_only=True)
+    print(f"resumed from {path} at step {state['step']} ({state['elapsed'] / 60:.1f} min)", flush=True)
+    return state
 
 
 class Clock:
@@ -122,3 +133,48 @@ class Clock:
             self._last_ckpt = self._now
             return True
         return False
+
+
+class Loop:
+    """The tail every trainer's step ends with, on top of a `Clock`: log a train.csv row every `log_every` steps,
+    validate into valid.csv every `val_every`, write `run_dir/latest.pt` when due, stop when done.
+
+    `measure()` -> validation metrics; `state()` -> the checkpoint's model and optimiser parts (step, elapsed and
+    `config` are added); both run on the main process only."""
+
+    def __init__(self, rt: Runtime, run_dir: Path, clock: Clock, config: dict, log_every: int, val_every: int,
+                 measure: Callable[[], dict], state: Callable[[], dict]):
+        self.rt, self.run_dir, self.clock, self.config = rt, run_dir, clock, config
+        self.log_every, self.val_every, self.measure, self.state = log_every, val_every, measure, state
+        self.metrics: dict = {}
+
+    def validate(self) -> None:
+        row = {"step": self.clock.step, "minutes": self.clock.elapsed / 60, **self.measure()}
+        append_csv(self.run_dir / "valid.csv", row)
+        log_line("valid ", row)
+        self.metrics = row
+
+    def end_step(self, train_row: Callable[[], dict], after_validation: Callable[[int], None] | None = None) -> bool:
+        """After an optimiser step: tick, log `train_row()`, validate, `after_validation(step)` (e.g. samples),
+        checkpoint when due. True when training is done."""
+        clock, main = self.clock, self.rt.main
+        clock.tick()
+        if main and clock.every(self.log_every):
+            row = {"step": clock.step, "minutes": clock.elapsed / 60, **train_row(), "steps_per_s": clock.rate()}
+            append_csv(self.run_dir / "train.csv", row)
+            log_line("", row)
+        if main and clock.every(self.val_every):
+            self.validate()
+        if main and after_validation is not None:
+            after_validation(clock.step)
+        if clock.checkpoint_due() and main:
+            atomic_save({**self.state(), "step": clock.step, "elapsed": clock.elapsed, "config": self.config},
+                        self.run_dir / "latest.pt")
+        return clock.done
+
+    def finish(self) -> dict[str, float]:
+        """A last validation, then leave the process group -> the last validation's metrics."""
+        if self.rt.main:
+            self.validate()
+        self.rt.close()
+        return {k: v for k, v in self.metrics.items() if k not in ("step", "minutes")}
