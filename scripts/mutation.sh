@@ -19,7 +19,7 @@ if [[ "${1:-}" == all ]]; then
   exit 0
 fi
 module=$1; shift
-tests=("${@:-${TESTS[$module]}}")
+if (($#)); then tests=("$@"); else read -ra tests <<< "${TESTS[$module]}"; fi
 scratch=$(mktemp -d -t mutation.XXXXXX)
 cp -r musicgen_core tests pyproject.toml "$scratch"/
 find "$scratch" -name __pycache__ -prune -exec rm -rf {} +
@@ -28,7 +28,9 @@ find "$scratch" -name __pycache__ -prune -exec rm -rf {} +
   echo "pytest_add_cli_args ="; printf '    %s\n' -p no:cacheprovider -m "not slow" --timeout=300
 } > "$scratch/setup.cfg"
 cd "$scratch"
-nice -n 10 mutmut run --max-children "${MUTATION_JOBS:-1}" > mutmut.log 2>&1 || { tail -30 mutmut.log; exit 1; }
+# One thread: mutmut forks its test process per mutant, and a forked OpenMP thread pool hangs (every mutant
+# would time out).
+OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 mutmut run --max-children "${MUTATION_JOBS:-1}" > mutmut.log 2>&1 || { tail -30 mutmut.log; exit 1; }
 mutmut results --all true > results.txt 2>&1 || true
 python - "$module" <<'PY'
 import re, sys
