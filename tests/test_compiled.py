@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from musicgen_core import MusicGen
-from musicgen_core.sampling import GenerationParams, sample_next_token, sample_with_noise
+from musicgen_core.sampling import GenerationParams, gumbel_noise, sample_next_token, sample_with_noise
 
 PROMPTS = ["calm piano", "an energetic rock song with drums"]
 
@@ -36,7 +36,7 @@ def test_gumbel_sampler_draws_the_same_distribution(params):
     n = 20000  # draws, as one batch of n rows with the same logits
     gen = torch.Generator().manual_seed(1)
     multinomial = sample_next_token(logits.expand(n, 1, 8), params, gen).flatten()
-    gumbel = -torch.log(-torch.log(torch.rand(n, 1, 8, generator=gen)))
+    gumbel = gumbel_noise((n, 1, 8), gen, torch.device("cpu"))
     noise = sample_with_noise(logits.expand(n, 1, 8), params, gumbel).flatten()
     expected, got = (torch.bincount(t, minlength=8).float() / n for t in (multinomial, noise))
     assert (expected > 0).sum() >= 2 and torch.equal(expected > 0, got > 0)  # the same support
@@ -44,6 +44,31 @@ def test_gumbel_sampler_draws_the_same_distribution(params):
     greedy = GenerationParams(use_sampling=False)
     assert torch.equal(sample_with_noise(logits, greedy, gumbel[:1]), logits.argmax(-1))
 
+
+
+def test_both_samplers_agree_at_the_edges_and_draw_from_their_own_generator():
+    n, cpu = 4000, torch.device("cpu")
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.tensor([1.5, 1.0, 1.0, 1.0, 0.0, 0.0, -1.0, -1.0]).expand(n, 1, 8)  # n rows of the same logits
+    noise = gumbel_noise((n, 1, 8), gen, cpu)
+    for greedy in (GenerationParams(use_sampling=False), GenerationParams(temperature=0.0), GenerationParams(top_k=1)):
+        assert (sample_next_token(logits, greedy, gen) == 0).all()
+        assert (sample_with_noise(logits, greedy, noise) == 0).all()
+    assert (sample_with_noise(logits, GenerationParams(), None) == 0).all()  # no noise given: greedy
+    everything = GenerationParams(top_k=0)  # no filter: every token is drawn
+    assert sample_next_token(logits, everything, gen).unique().numel() == 8
+    assert sample_with_noise(logits, everything, noise).unique().numel() == 8
+    # top_p keeps the tokens whose preceding probability mass is at most top_p (audiocraft): of 4 equal tokens, 0.5
+    # keeps 3 (masses before them 0, 0.25, 0.5)
+    uniform, top_p = torch.zeros(n, 1, 4), GenerationParams(top_k=0, top_p=0.5)
+    assert sample_next_token(uniform, top_p, gen).unique().numel() == 3
+    assert sample_with_noise(uniform, top_p, gumbel_noise((n, 1, 4), gen, cpu)).unique().numel() == 3
+    draws = []
+    for global_seed in (1, 2):  # torch's global generator is not used
+        torch.manual_seed(global_seed)
+        draws += [sample_next_token(uniform, top_p, torch.Generator().manual_seed(7)),
+                  sample_next_token(logits, GenerationParams(top_k=5), torch.Generator().manual_seed(7))]
+    assert torch.equal(draws[0], draws[2]) and torch.equal(draws[1], draws[3])
 
 @pytest.mark.slow
 def test_compiled_step_captures_the_whole_graph(hf_melody_dir):
