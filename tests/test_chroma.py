@@ -9,8 +9,8 @@ from musicgen_core.conditioning.chroma import ChromaExtractor, fit_chroma_length
 SR = 32000
 
 
-@pytest.fixture(scope="module")
-def extractor():
+@pytest.fixture
+def extractor():  # one per test, so that every test also checks the constructor
     return ChromaExtractor()
 
 
@@ -23,6 +23,7 @@ def test_a440_is_bin_9(extractor):
     chroma = extractor(_tones([440.0], [0.5])[None, None])  # [1, 1, T] input
     assert chroma.shape == (1, 24, 12)
     assert (chroma.argmax(-1) == 9).all() and torch.equal(chroma.sum(-1), torch.ones(1, 24))
+    assert chroma.dtype == torch.float32
 
 
 @pytest.mark.parametrize("seconds,frames", [(1, 8), (3, 24), (10, 79)])
@@ -72,6 +73,7 @@ def test_fit_chroma_length():
 
 
 def test_null_chroma():
+    assert null_chroma(2).shape == (2, 235, 12)  # the melody models' 30 s of chroma frames
     chroma = null_chroma(3, 235, "cpu")
     assert chroma.shape == (3, 235, 12) and (chroma[..., 0] == 1).all() and chroma.sum() == 3 * 235
 
@@ -79,3 +81,17 @@ def test_null_chroma():
 def test_half_module_computes_in_float32():
     wav = _tones([440.0], [0.5], seconds=1.0)[None]
     assert torch.equal(ChromaExtractor().half()(wav), ChromaExtractor()(wav))
+
+
+def test_soft_chroma_is_normalised_per_frame_and_short_input_padded_symmetrically():
+    soft = ChromaExtractor(argmax=False)
+    quiet = _tones([440.0, 329.63], [1e-3, 5e-4])[None]  # A4 over a softer E4, far below full scale
+    chroma = soft(quiet)
+    peak = chroma.max(-1).values  # the inf-norm per frame: 1 whatever the level
+    torch.testing.assert_close(peak, torch.ones_like(peak))
+    assert (chroma.argmax(-1) == 9).all() and (chroma[..., 4] > 0.05).all() and chroma.dtype == torch.float32
+    short = torch.randn(1, 5000)
+    pad = soft.n_fft - 5000
+    assert torch.equal(soft(short), soft(torch.nn.functional.pad(short, (pad // 2, pad - pad // 2))))
+    with pytest.raises(ValueError, match=r"^expected mono wav \[B, 1, T\], got \(1, 2, 100\)$"):
+        soft(torch.zeros(1, 2, 100))
