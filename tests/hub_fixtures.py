@@ -175,15 +175,22 @@ def _flag(query: dict[str, list[str]], name: str) -> bool:
 
 
 def _send(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes = b"",
-          limit: int | None = None) -> None:
-    """Send a response; with `limit`, close the connection after that many body bytes."""
+          limit: int | None = None, hold: tuple[int, threading.Event] | None = None) -> None:
+    """Send a response; with `limit`, close the connection after that many body bytes; with `hold` = (n, event),
+    wait for `event` after the first n body bytes."""
     handler.send_response(status)
     for name, value in {**headers, "Content-Length": str(len(body)), "X-Request-Id": str(uuid.uuid4())}.items():
         handler.send_header(name, value)
     handler.end_headers()
     if handler.command == "HEAD":
         return
-    handler.wfile.write(body[:limit])
+    body = body[:limit]
+    if hold is not None:
+        handler.wfile.write(body[:hold[0]])
+        handler.wfile.flush()
+        hold[1].wait(timeout=60)
+        body = body[hold[0]:]
+    handler.wfile.write(body)
     if limit is not None:
         handler.close_connection = True
 
@@ -199,6 +206,7 @@ class FakeHub:
         self._repos: dict[str, _Repo] = {}
         self._lfs: dict[str, bytes] = {}
         self._fail: dict[str, list[int]] = {}
+        self._hold: dict[str, tuple[int, threading.Event]] = {}
         self._lock = threading.Lock()
         self.requests: list[HubRequest] = []
         self.counts: Counter[str] = Counter()
@@ -247,6 +255,14 @@ class FakeHub:
         """Make the next `times` GETs of `filename`'s content close the connection after `n_bytes` bytes of body."""
         with self._lock:
             self._fail[filename] = [n_bytes] * times
+
+    def hold_after(self, filename: str, n_bytes: int) -> threading.Event:
+        """Make the next GET of `filename`'s content pause after `n_bytes` bytes of body until the returned event is
+        set (or a minute passes): a download caught in the middle, whatever the machine's speed."""
+        release = threading.Event()
+        with self._lock:
+            self._hold[filename] = (n_bytes, release)
+        return release
 
     def patch_endpoint(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Point huggingface_hub at this server: HF_ENDPOINT and every value derived from it at import time.
@@ -391,7 +407,7 @@ class FakeHub:
             self._send_content(handler, blob.data, filename, {"X-Repo-Commit": commit, "ETag": f'"{blob.oid}"'})
 
     def _send_content(self, handler, data: bytes, filename: str, headers: dict[str, str]) -> None:
-        """Serve file bytes with `Range` support, and the interruption set by `fail_after`."""
+        """Serve file bytes with `Range` support, the drop set by `fail_after` and the pause set by `hold_after`."""
         headers = {**headers, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream",
                    "Content-Disposition": f"inline; filename*=UTF-8''{quote(filename.rsplit('/', 1)[-1])}"}
         status, body = 200, data
@@ -404,12 +420,13 @@ class FakeHub:
                 raise _HttpError(416, None, "Range Not Satisfiable", {"Content-Range": f"bytes */{len(data)}"})
             status, body = 206, data[first:last + 1]
             headers["Content-Range"] = f"bytes {first}-{last}/{len(data)}"
-        limit = None
+        limit = hold = None
         if handler.command == "GET":
             with self._lock:
                 pending = self._fail.get(filename)
                 limit = pending.pop() if pending else None
-        _send(handler, status, headers, body, limit)
+                hold = self._hold.pop(filename, None)
+        _send(handler, status, headers, body, limit, hold)
 
 
 @pytest.fixture

@@ -357,12 +357,15 @@ def test_an_official_model_from_the_hub_with_its_licence_and_clear_failures(hf_m
         demo = ui.build_demo(ui.ModelCache([catalog.DEFAULT, small, medium, large]))
         try:
             client = serve(demo)
-            job, bars = client.submit(small.name, api_name="/load_model"), set()
-            while not job.done():  # huggingface_hub's per-file byte bars, shown as the page's progress bar
+            size = (Path(hf_musicgen_dir[1]) / "model.safetensors").stat().st_size
+            release = fake.hold_after("model.safetensors", size - 1000)  # the download waits while the page shows it
+            job, bars, deadline = client.submit(small.name, api_name="/load_model"), set(), time.monotonic() + 120
+            while ("model.safetensors", size, "B") not in bars and not job.done() and time.monotonic() < deadline:
+                # huggingface_hub's per-file byte bars, shown as the page's progress bar
                 bars |= {(p.desc.rsplit("/", 1)[-1], p.length, p.unit) for p in job.status().progress_data or ()}
                 time.sleep(0.005)
+            release.set()
             info = job.result()
-            size = (Path(hf_musicgen_dir[1]) / "model.safetensors").stat().st_size
             assert ("model.safetensors", size, "B") in bars
             assert info.startswith("**facebook/musicgen-small · 300M params · ~1.9 GB · CC-BY-NC 4.0 · fits this "
                                    "machine**. Loaded: 1 channel(s)")

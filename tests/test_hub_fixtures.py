@@ -5,6 +5,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,20 @@ def test_interrupted_download_resumes_with_range(fake_hub, tmp_path, monkeypatch
     assert open(path, "rb").read() == FILES["model.safetensors"]
     content = [r for r in fake_hub.requests if r.method == "GET" and r.path.startswith("/lfs/")]
     assert [r.range for r in content] == [None, "bytes=1024-"]
+
+
+def test_a_held_download_waits_for_its_release(fake_hub, tmp_path):
+    fake_hub.add_repo("org/model", FILES)
+    release, paths = fake_hub.hold_after("model.safetensors", 1024), []
+    thread = threading.Thread(target=lambda: paths.append(
+        hf_hub_download("org/model", "model.safetensors", cache_dir=tmp_path, token=False)))
+    thread.start()
+    thread.join(1.0)
+    assert thread.is_alive() and not paths  # the body stopped after 1024 bytes
+    release.set()
+    thread.join(30)
+    assert open(paths[0], "rb").read() == FILES["model.safetensors"]
+    assert [r.range for r in fake_hub.requests if r.method == "GET" and r.path.startswith("/lfs/")] == [None]
 
 
 def test_build_hub_cache_local_files_only(tmp_path):
