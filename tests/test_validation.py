@@ -2,6 +2,8 @@
 property-based tests of the audio and parameter checks."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -138,3 +140,167 @@ def test_any_prompt_within_the_limit_is_kept(text):
             v.check_prompt(text)
     else:
         assert v.check_prompt(text) == text.strip()
+
+
+# --- each check's boundaries and messages ---------------------------------------------------------------------
+def test_prompt_limits():
+    with pytest.raises(v.InputError, match=r"^The prompt is empty: describe the music you want \(e\.g\. 'calm piano"):
+        v.check_prompt(" \n ")
+    assert v.check_prompt(None, required=False) is None and v.check_prompt("  ", required=False) is None
+    assert v.check_prompt(" jazz ") == "jazz"
+    assert v.check_prompt("x" * v.MAX_PROMPT_CHARS) == "x" * v.MAX_PROMPT_CHARS
+    with pytest.raises(v.InputError, match=r"^The prompt is 1001 characters long; the limit is 1000\. Shorten it\.$"):
+        v.check_prompt("x" * (v.MAX_PROMPT_CHARS + 1), required=False)
+
+
+@pytest.mark.parametrize("value, message", [
+    (None, r"^Duration is empty: enter a number\.$"), ("", r"^Duration is empty"), (" ", r"^Duration is empty"),
+    (True, r"^Duration is empty"), ("ten", r"^Duration must be a number, got 'ten'\.$"),
+    ([1], r"^Duration must be a number, got \[1\]\.$"),
+    (float("inf"), r"^Duration must be a finite number, got inf\.$"),
+    ("nan", r"^Duration must be a finite number, got nan\.$"),
+    (0.99, r"^Duration must be between 1 and 120 seconds, got 0\.99\.$"),
+    (120.5, r"^Duration must be between 1 and 120"),
+])
+def test_duration_rejections(value, message):
+    with pytest.raises(v.InputError, match=message):
+        v.check_duration(value)
+
+
+def test_duration_bounds_are_inclusive_and_settable():
+    assert v.check_duration(1) == 1.0 and v.check_duration("120") == 120.0 and isinstance(v.check_duration(5), float)
+    assert v.check_duration(0.5, low=0.5, high=2) == 0.5 and v.check_duration(2, low=0.5, high=2) == 2
+    with pytest.raises(v.InputError, match=r"^Duration must be between 0\.5 and 2 seconds, got 3\.$"):
+        v.check_duration(3, low=0.5, high=2)
+
+
+def test_seed_values():
+    assert v.check_seed(None) is None and v.check_seed("") is None and v.check_seed("  ") is None
+    assert v.check_seed(0) == 0 and v.check_seed("7") == 7 and v.check_seed(7.0) == 7
+    assert v.check_seed(v.MAX_SEED) == v.MAX_SEED and type(v.check_seed("7")) is int
+    for bad, shown in [(-1, "-1"), (v.MAX_SEED + 1, "2.14748e+09"), (2.5, "2.5")]:
+        with pytest.raises(v.InputError, match=rf"^Seed must be a whole number between 0 and 2147483647 \(or empty "
+                                               rf"for a random one\), got {re.escape(shown)}\.$"):
+            v.check_seed(bad)
+    with pytest.raises(v.InputError, match=r"^Seed must be a number, got 'x'\.$"):
+        v.check_seed("x")
+
+
+def test_sampling_bounds_defaults_and_types():
+    assert v.check_sampling(0, 0, 0, 0) == {"top_k": 0, "top_p": 0.0, "temperature": 0.0, "cfg_coef": 0.0}
+    high = v.check_sampling(2048, 1, 5, 20)
+    assert high == {"top_k": 2048, "top_p": 1.0, "temperature": 5.0, "cfg_coef": 20.0}
+    assert type(high["top_k"]) is int and type(v.check_sampling("3.0", 0, 1, 3)["top_k"]) is int
+    for args, message in [((2049, 0, 1, 3), r"^Top-k must be between 0 and 2048 \(default 250\), got 2049\.$"),
+                          ((-1, 0, 1, 3), r"^Top-k must be between 0 and 2048"),
+                          ((2.5, 0, 1, 3), r"^Top-k must be a whole number, got 2\.5\.$"),
+                          ((250, 1.01, 1, 3), r"^Top-p must be between 0 and 1 \(default 0\), got 1\.01\.$"),
+                          ((250, 0, 5.5, 3), r"^Temperature must be between 0 and 5 \(default 1\), got 5\.5\.$"),
+                          ((250, 0, 1, -0.1), r"^Classifier-free guidance must be between 0 and 20 \(default 3\), "
+                                              r"got -0\.1\.$"),
+                          ((250, 0, None, 3), r"^Temperature is empty: enter a number\.$")]:
+        with pytest.raises(v.InputError, match=message):
+            v.check_sampling(*args)
+
+
+def test_descriptions_become_a_list():
+    assert v.check_descriptions("jazz") == ["jazz"] and v.check_descriptions(None) == [None]
+    assert v.check_descriptions(("a", None)) == ["a", None]
+    with pytest.raises(v.InputError, match=r"^descriptions is empty: pass a list with at least one description"):
+        v.check_descriptions([])
+    with pytest.raises(v.InputError, match=r"^descriptions must be strings or None, got int\.$"):
+        v.check_descriptions(["a", 3])
+
+
+def test_generation_params_are_checked_and_cleaned():
+    from musicgen_core.sampling import GenerationParams
+
+    out = v.check_params(GenerationParams(duration="8", top_k=3.0, extend_stride=99), max_duration=10)
+    assert out.duration == 8.0 and type(out.top_k) is int and out.extend_stride == 99  # stride unused below the window
+    assert v.check_params(GenerationParams(duration=20, extend_stride=9.5), 10).extend_stride == 9.5
+    for params, message in [(GenerationParams(duration=0), r"^Duration must be a positive number of seconds, got 0\.$"),
+                            (GenerationParams(duration=20, extend_stride=10),
+                             r"^extend_stride must be between 0 and the model's max_duration \(10 s\) for durations "
+                             r"above it, got 10\.$"),
+                            (GenerationParams(duration=20, extend_stride=0), r"^extend_stride must be between 0"),
+                            (GenerationParams(duration=20, extend_stride="x"), r"^extend_stride must be a number"),
+                            (GenerationParams(top_p=2), r"^Top-p must be between 0 and 1")]:
+        with pytest.raises(v.InputError, match=message):
+            v.check_params(params, max_duration=10)
+    assert v.check_params(GenerationParams(duration=20), 10).extend_stride is None  # the model's default stride
+
+
+@pytest.mark.parametrize("rate, ok", [(1000, True), (384000, True), (np.int64(16000), True), (999, False),
+                                      (384001, False), (True, False), (32000.0, False), ("32000", False)])
+def test_sample_rates(rate, ok):
+    wav = np.full(max(int(rate), 1000), 0.1, np.float32) if ok else np.full(32000, 0.1, np.float32)
+    if ok:
+        assert v.check_audio(wav, rate)[0].shape == (1, wav.size) and v.check_waveform(wav, rate).shape == (1, wav.size)
+    else:
+        for check in (v.check_audio, v.check_waveform):
+            message = rf"^The melody has an unsupported sample rate \({re.escape(str(rate))} Hz\): use 8-192 kHz"
+            with pytest.raises(v.InputError, match=message):
+                check(wav, rate)
+
+
+def test_waveforms_are_promoted_and_checked():
+    out = v.check_waveform(np.zeros(5, np.float64), SR)
+    assert out.shape == (1, 5) and out.dtype == torch.float32
+    assert v.check_waveform([0.0, 1.0], SR, batched=True).shape == (1, 1, 2)
+    assert v.check_waveform(torch.zeros(2, 3, 4, dtype=torch.int16), SR, batched=True).dtype == torch.float32
+    for wav, batched, message in [
+            (torch.zeros(1, 0), False, r"^The clip is empty \(0 samples\)\.$"),
+            (torch.zeros(0, 5), False,
+             r"^The clip has an unexpected shape \(0, 5\): expected \[channels, samples\]\.$"),
+            (torch.zeros(1, 1, 5), False, r"^The clip has an unexpected shape \(1, 1, 5\)"),
+            (torch.zeros(1, 1, 1, 5), True, r"expected \[batch, channels, samples\]\.$"),
+            (torch.tensor([0.0, float("inf")]), False, r"^The clip contains invalid samples \(NaN or infinity\)")]:
+        with pytest.raises(v.InputError, match=message):
+            v.check_waveform(wav, SR, what="The clip", batched=batched)
+
+
+def test_audio_levels_lengths_and_formats():
+    out, _ = v.check_audio(np.array([0, 128, 255] * 6000, np.uint8), 16000)
+    assert out[0, :3].tolist() == [-1.0, 0.0, 127 / 128]  # unsigned PCM is centred on its mid-scale value
+    out, _ = v.check_audio(np.array([-32768, 0, 16384] * 6000, np.int16), 16000)
+    assert out[0, :3].tolist() == [-1.0, 0.0, 0.5]
+    assert v.check_audio(tone(0.5)[:, 0], SR)[0].shape == (1, 16000)  # exactly the shortest
+    assert v.check_audio(tone(180, 1000)[:, 0], 1000)[0].shape == (1, 180000)  # exactly the longest
+    with pytest.raises(v.InputError, match=r"^The melody is not audio \(data type bool\)\.$"):
+        v.check_audio(np.ones(SR, bool), SR)
+    with pytest.raises(v.InputError, match=r"^The melody has an unexpected shape \(1, 1, 32000\): expected \[sam"):
+        v.check_audio(np.ones((1, 1, SR), np.float32), SR)
+    with pytest.raises(v.InputError, match=r"^The melody has an unexpected shape \(0, 32000\)"):
+        v.check_audio(np.ones((0, SR), np.float32), SR)
+    with pytest.raises(v.InputError, match=r"^The hum is silent \(-66 dBFS\): record closer to the microphone"):
+        v.check_audio(np.full(SR, 5e-4, np.float32), SR, what="The hum")
+    assert v.check_audio(np.full(SR, 1.1e-3, np.float32), SR)[0].shape == (1, SR)  # just above -60 dBFS
+
+
+def test_clipping_is_noted_and_overs_are_scaled_back():
+    wav = np.full(10000, 0.5, np.float32)
+    wav[:10] = 1.0  # exactly 0.1 % at full scale: not noted
+    out, notes = v.check_audio(wav, 8000)
+    assert notes == [] and float(out.max()) == 1.0
+    wav[:11] = 2.0
+    out, notes = v.check_audio(wav, 8000)
+    assert notes == ["The melody is clipped (0.1% of samples at full scale); it is used as is, but a cleaner recording "
+                     "works better."]
+    assert float(out.max()) == 1.0 and float(out[0, 20]) == 0.25  # peak 2 scaled back to full scale
+
+
+def test_continuation_lengths():
+    v.check_continuation(9.5, 10)  # the library takes a prompt as long as the duration less the margin
+    v.check_continuation(9.5, 10, max_duration=10)
+    with pytest.raises(v.InputError, match=r"^The audio to continue is 9\.6 s long; this model continues at most "
+                                           r"9\.5 s: trim it\.$"):
+        v.check_continuation(9.6, 30, max_duration=10)
+    with pytest.raises(v.InputError, match=r"^The audio to continue is 9\.60 s long: set the duration to at least "
+                                           r"11 s, or trim the audio\.$"):
+        v.check_continuation(9.6, 10)
+    v.check_continuation(10, 10, margin=0)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(v.InputError, match=r"^The hum file gone\.wav was not found\.$"):
+        v.read_audio(tmp_path / "gone.wav", what="The hum")
