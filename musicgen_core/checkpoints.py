@@ -27,7 +27,7 @@ from .conditioning.text import TextEncoder
 from .configs import MusicGenConfig
 from .hf_format import load_text_encoder, load_transformers
 from .lm.model import MusicLM
-from .lm.transformer import block_wide_inputs
+from .lm.transformer import block_wide_inputs, matvec_pays
 from .quantize import check_precision, set_precision
 from .weights import CheckpointError, build_codec, build_lm, dropping_read_pages, read_weights
 
@@ -150,7 +150,7 @@ def load_folder(folder: str | os.PathLike, device=None, precision: str = "fp32",
         cfg, lm, codec, text = loader[detect_format(folder)](folder)
         drop()  # the sources of fused, stacked and folded tensors, before the conversions below read more
         lm, codec, text = set_precision(lm.to(device), precision, drop), codec.to(device), text.to(device)
-        if precision == "fp32" and device.type == "cpu":
+        if precision == "fp32" and device.type == "cpu" and matvec_pays():
             block_wide_inputs(lm, drop)
     return LoadedModel(lm, codec, text, cfg, name or folder.name)
 

@@ -10,6 +10,7 @@ import torch
 from musicgen_core.conditioning.tempo import BEAT_RATES, N_FEATURES, N_FREQS, parse_bpm, tempo_features
 from musicgen_core.configs import LMConfig
 from musicgen_core.lm.model import MusicLM
+from musicgen_core.lm import transformer
 from musicgen_core.lm.transformer import BLOCK, Linear, block_wide_inputs, linear, sinusoidal_embedding
 
 
@@ -163,11 +164,13 @@ def test_null_text_gives_zero_cross_attention():
     assert all(k.abs().max() == 0 and v.abs().max() == 0 for k, v in ctx.cross_kv)
 
 
+@pytest.mark.parametrize("matvec", [True, False])
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8, 9, 16])
 @pytest.mark.parametrize("k", [64, 3000])
-def test_decode_linear_equals_f_linear(rows, k):
-    """Every path of `linear` (matrix-vector kernels for few rows, F.linear otherwise), with non-contiguous inputs
-    and gradients."""
+def test_decode_linear_equals_f_linear(rows, k, matvec, monkeypatch):
+    """Every path of `linear` (matrix-vector kernels for few rows where they pay, F.linear otherwise), with
+    non-contiguous inputs and gradients."""
+    monkeypatch.setattr(transformer, "_MATVEC", matvec)
     torch.manual_seed(rows)
     w = torch.randn(48, k, requires_grad=True)
     x = torch.randn(k, rows).t().reshape(rows, 1, k)  # rows that are not contiguous
@@ -201,6 +204,14 @@ def test_blocked_linear_equals_f_linear_and_keeps_its_state_dict_layout(rows):
     block_wide_inputs(fresh)
     fresh.load_state_dict(sd)
     assert torch.equal(fresh.weight, layer.weight)
+
+
+def test_the_faster_layout_is_measured_once(monkeypatch):
+    monkeypatch.setattr(transformer, "_MATVEC", None)
+    choice = transformer.matvec_pays()
+    assert isinstance(choice, bool) and transformer._MATVEC is choice
+    monkeypatch.setattr(transformer, "_MATVEC", not choice)
+    assert transformer.matvec_pays() is (not choice)  # not measured again
 
 
 def test_block_wide_inputs_only_touches_wide_linears():

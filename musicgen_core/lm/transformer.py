@@ -7,6 +7,7 @@ tensor with `torch.cat`. Cross-attention keys/values of the conditioning are pro
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -24,15 +25,35 @@ def sinusoidal_embedding(positions: torch.Tensor, dim: int, max_period: float = 
 
 
 BLOCK = 1024  # input columns per block of a blocked weight (`Linear.block_input`)
+_MATVEC: bool | None = None  # `matvec_pays()`, once measured
+
+
+def matvec_pays() -> bool:
+    """Whether MKL's matrix-vector kernels (`weight @ x.T`) read float32 weights faster than F.linear on this CPU at
+    the current thread count. CPUs differ: ~3x faster on the 2-vCPU AMD EPYC we measured, 2-3x slower on a 2-core
+    AVX-512 Xeon, where oneDNN's F.linear is the fast path. Timed once per process (~0.1 s) on a [4096, 1024] weight
+    (larger than a core's cache, as decoding reads them) and 2 rows."""
+    global _MATVEC
+    if _MATVEC is None:
+        w, x = torch.randn(4096, 1024), torch.randn(2, 1024)
+        paths = [lambda: F.linear(x, w), lambda: (w @ x.t()).t()]
+        best = [math.inf, math.inf]
+        for _ in range(6):
+            for i, path in enumerate(paths):
+                start = time.perf_counter()
+                path()
+                best[i] = min(best[i], time.perf_counter() - start)
+        _MATVEC = best[1] < best[0]
+    return _MATVEC
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x @ W.T for a weight W [N, K], or for W laid out in input blocks [K / BLOCK, N, BLOCK] (`Linear.block_input`).
 
-    A decoding step multiplies a few rows by each weight matrix, so it is a read of the weights. For float32 on CPU,
-    MKL reads them ~3x faster as `weight @ x.T` (its matrix-vector kernels, up to 4 rows at a time) than in F.linear's
-    layout, as long as a block of x stays in cache, so wider weights are read in blocks of BLOCK input columns (the
-    measurements: README, "Speed")."""
+    A decoding step multiplies a few rows by each weight matrix, so it is a read of the weights. For float32 on CPUs
+    where `matvec_pays()`, MKL reads them ~3x faster as `weight @ x.T` (its matrix-vector kernels, up to 4 rows at a
+    time) than in F.linear's layout, as long as a block of x stays in cache, so wider weights are read in blocks of
+    BLOCK input columns (the measurements: README, "Speed")."""
     rows, k = x.numel() // x.shape[-1], x.shape[-1]
     x2 = x.reshape(rows, k)
     if weight.dim() == 3:  # blocked: sum over blocks of [N, BLOCK] @ [BLOCK, r]
@@ -40,7 +61,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         parts = x2.split(4) if rows <= 8 else (x2,)
         y = torch.cat([torch.bmm(weight, part.t().reshape(nb, b, -1)).sum(0).t() for part in parts])  # [rows, N]
         return y.reshape(*x.shape[:-1], n)
-    if x.device.type != "cpu" or x.dtype != torch.float32 or rows > (8 if k <= 2048 else 2):
+    if x.device.type != "cpu" or x.dtype != torch.float32 or rows > (8 if k <= 2048 else 2) or not matvec_pays():
         return F.linear(x, weight)
     # contiguous rows make `part.t()` the transposed layout those kernels take; the result is contiguous too
     parts = [(weight @ part.t()).t() for part in x2.contiguous().split(4)]  # [<=4, N] each

@@ -91,7 +91,9 @@ def calibration(soundfont: str, program: int, is_drum: bool = False) -> tuple[fl
         if not is_drum and rms_db > -60:
             import librosa
 
-            f0, voiced, _ = librosa.pyin(probe, fmin=50, fmax=4000, sr=SAMPLE_RATE, frame_length=2048)
+            # A2-A6, two octaves either side of the probe: octave errors do not matter, and the narrow range
+            # makes pYIN three times faster
+            f0, voiced, _ = librosa.pyin(probe, fmin=110, fmax=1760, sr=SAMPLE_RATE, frame_length=2048)
             if voiced.mean() > 0.5:
                 error = (np.median(librosa.hz_to_midi(f0[voiced])) - 69 + 6) % 12 - 6  # semitones, [-6, 6)
                 tuning = -float(error) if abs(error) > 0.4 else 0.0
