@@ -16,6 +16,11 @@ import torchaudio.functional as AF
 logger = logging.getLogger(__name__)
 
 
+def rms_db(x: np.ndarray) -> np.ndarray:
+    """RMS level in dBFS over the last axis."""
+    return 20 * np.log10(np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=-1)) + 1e-12)
+
+
 def load_audio(path: str | Path) -> tuple[torch.Tensor, int]:
     """Read an audio file -> (wav [C, T] float32 in [-1, 1], sample_rate)."""
     data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [T, C]

@@ -111,6 +111,20 @@ def test_real_crops_and_validation_clips(corpus):
     assert clips.shape == (3, 32000) and (rms_db(clips) > -50).all()
 
 
+def test_loud_crops_skip_quiet_passages(corpus):
+    _, out = corpus
+    train = RealCorpus(out, "train")
+    quiet_then_loud = np.concatenate([np.zeros(32000, np.int16), np.full(32000, 8000, np.int16)])  # then -12 dBFS
+    train._arrays = {i: quiet_then_loud for i in range(len(train.tracks))}
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        i, offset, crop = train.loud_crop(rng, 16000, -30.0, tracks=[1])
+        assert i == 1 and crop.shape == (16000,) and crop.dtype == np.float32 and rms_db(crop) >= -30
+        assert offset > 16000 and np.array_equal(crop, quiet_then_loud[offset:offset + 16000] / 32768.0)
+    i, offset, crop = train.loud_crop(rng, 70000, -30.0)  # longer than the track: zero-padded
+    assert offset == 0 and crop.shape == (70000,) and not crop[64000:].any()
+
+
 def test_level_augmentation_spans_the_range_with_silence_and_fades():
     rng = np.random.default_rng(0)
     x = np.stack([_tone(0.5, 32000, f) for f in (110, 220, 330, 440)] * 16)  # [64, 16000]

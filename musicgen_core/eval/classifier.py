@@ -114,13 +114,8 @@ def real_features(folder: str | Path, n_per_package: int, duration: float, seed:
     length, feats, coded, labels = int(duration * 32000), [], [], []
     for package in sorted({t["package"] for t in corpus.tracks}):
         tracks = [i for i, t in enumerate(corpus.tracks) if t["package"] == package]
-        weights = corpus.weights[tracks] / corpus.weights[tracks].sum()
-        while labels.count(f"real:{package}") < n_per_package:
-            track = corpus.track(int(rng.choice(tracks, p=weights)))
-            start = int(rng.integers(0, max(1, len(track) - length)))
-            crop = track[start:start + length].astype(np.float32) / 32768.0
-            if len(crop) < length or 10 * np.log10(np.mean(crop.astype(np.float64) ** 2) + 1e-12) < min_dbfs:
-                continue
+        for _ in range(n_per_package):
+            crop = corpus.loud_crop(rng, length, min_dbfs, tracks)[2]
             feats.append(clip_features(crop))
             if codec is not None:
                 coded.append(clip_features(codec_round_trip(codec, crop)))

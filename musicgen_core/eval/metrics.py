@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..audio import convert_audio
+from ..audio import convert_audio, rms_db
 from ..conditioning.chroma import ChromaExtractor
 
 PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
@@ -94,12 +94,12 @@ def collapse_report(wav, sample_rate: int, silence_db: float = -40.0, repeat_thr
 
     wav = np.asarray(wav, dtype=np.float32)
     seconds = wav[: len(wav) // sample_rate * sample_rate].reshape(-1, sample_rate)
-    rms_db = 20 * np.log10(np.sqrt((seconds ** 2).mean(axis=1)) + 1e-12)
+    level = rms_db(seconds)  # [seconds] dBFS
     chroma = librosa.feature.chroma_stft(y=wav, sr=sample_rate, hop_length=sample_rate // 4)  # 4 frames per second
     windows = chroma[:, : chroma.shape[1] // 4 * 4].T.reshape(-1, 4 * 12)
     norm = np.linalg.norm(windows, axis=1) + 1e-9
     similar = (windows[1:] * windows[:-1]).sum(1) / (norm[1:] * norm[:-1]) if len(windows) > 1 else np.zeros(0)
-    return {"silent_seconds": int((rms_db < silence_db).sum()), "min_rms_db": float(rms_db.min(initial=0.0)),
+    return {"silent_seconds": int((level < silence_db).sum()), "min_rms_db": float(level.min(initial=0.0)),
             "repetitive_fraction": float((similar > repeat_threshold).mean()) if len(similar) else 0.0}
 
 

@@ -31,7 +31,8 @@ from ..configs import CodecConfig
 from ..eval.metrics import chroma_cosine
 from . import runtime
 from .codec_eval import codec_speed, plot_reconstructions
-from .codec_data import TrainBatches, at_level, held_out_clips, held_out_real, rms_db
+from ..audio import rms_db
+from .codec_data import TrainBatches, at_level, held_out_clips, held_out_real
 from .tokens import load_codec
 from .losses import (ChromaLoss, MultiResolutionMelLoss, MultiResolutionSTFTLoss, MultiScaleSTFTDiscriminator,
                      discriminator_loss, generator_losses, si_sdr)

@@ -8,10 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-
-def rms_db(x: np.ndarray) -> np.ndarray:
-    """RMS level in dBFS over the last axis."""
-    return 20 * np.log10(np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=-1)) + 1e-12)
+from ..audio import rms_db
 
 
 def set_level(x: np.ndarray, dbfs, max_boost_db: float = 40.0) -> np.ndarray:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import rms_db
+
 SAMPLE_RATE = 32000
 
 
@@ -243,6 +245,21 @@ class RealCorpus:
             out[j] = np.pad(piece, (0, length - len(piece))) / 32768.0
         return out
 
+    def loud_crop(self, rng: np.random.Generator, length: int, min_dbfs: float,
+                  tracks: list[int] | None = None) -> tuple[int, int, np.ndarray]:
+        """A random crop (track index, offset, float32 [length] in [-1, 1], zero-padded) louder than `min_dbfs`, from
+        `tracks` (default: all) drawn in proportion to their length; quieter crops are redrawn."""
+        tracks = list(range(len(self.tracks))) if tracks is None else tracks
+        weights = self.weights[tracks] / self.weights[tracks].sum()
+        while True:
+            i = int(rng.choice(tracks, p=weights))
+            audio = self.track(i)
+            offset = int(rng.integers(0, max(1, len(audio) - length)))
+            crop = audio[offset:offset + length].astype(np.float32) / 32768.0
+            crop = np.pad(crop, (0, length - len(crop)))
+            if rms_db(crop) >= min_dbfs:
+                return i, offset, crop
+
     def clips(self, n: int, length: int, min_dbfs: float = -50.0) -> np.ndarray:
         """n fixed clips [n, length] spread evenly over the split (each moved on past near-silence)."""
         starts = np.linspace(0, sum(t["samples"] for t in self.tracks), n, endpoint=False)
@@ -254,7 +271,7 @@ class RealCorpus:
             clip = None
             for offset in range(start, max(start + 1, len(audio) - length), length):
                 clip = audio[offset:offset + length].astype(np.float32) / 32768.0
-                if 20 * np.log10(np.sqrt(np.mean(clip ** 2)) + 1e-12) > min_dbfs:
+                if rms_db(clip) > min_dbfs:
                     break
             out.append(np.pad(clip, (0, length - len(clip))))
         return np.stack(out)

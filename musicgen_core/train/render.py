@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import rms_db
 from .compose import Piece, Track
 from .styles import STYLE_BY_NAME
 
@@ -86,9 +87,8 @@ def calibration(soundfont: str, program: int, is_drum: bool = False) -> tuple[fl
     key = (soundfont, program, is_drum)
     if key not in _CALIBRATION:
         probe = _probe(soundfont, program, is_drum, (36, 38) if is_drum else (69,), SAMPLE_RATE // 2)
-        rms_db = 20 * np.log10(np.sqrt(np.mean(probe.astype(np.float64) ** 2)) + 1e-12)
-        tuning = 0.0
-        if not is_drum and rms_db > -60:
+        level, tuning = float(rms_db(probe)), 0.0
+        if not is_drum and level > -60:
             import librosa
 
             # A2-A6, two octaves either side of the probe: octave errors do not matter, and the narrow range
@@ -97,7 +97,7 @@ def calibration(soundfont: str, program: int, is_drum: bool = False) -> tuple[fl
             if voiced.mean() > 0.5:
                 error = (np.median(librosa.hz_to_midi(f0[voiced])) - 69 + 6) % 12 - 6  # semitones, [-6, 6)
                 tuning = -float(error) if abs(error) > 0.4 else 0.0
-        _CALIBRATION[key] = tuning, float(min(1.0, 10 ** ((PROBE_DB - rms_db) / 20)))
+        _CALIBRATION[key] = tuning, float(min(1.0, 10 ** ((PROBE_DB - level) / 20)))
     return _CALIBRATION[key]
 
 

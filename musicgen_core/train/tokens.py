@@ -97,13 +97,7 @@ def label_real_shard(corpus, seed: int, n: int, duration: float, n_captions: int
     rng, length = np.random.default_rng([seed, 11]), int(duration * chroma.sample_rate)
     clips, pitch, captions, meta = [], [], [], []
     while len(clips) < n:
-        i = int(rng.choice(len(corpus.tracks), p=corpus.weights))
-        track = corpus.track(i)
-        offset = int(rng.integers(0, max(1, len(track) - length)))
-        audio = track[offset:offset + length].astype(np.float32) / 32768.0
-        audio = np.pad(audio, (0, length - len(audio)))
-        if 10 * np.log10(np.mean(audio.astype(np.float64) ** 2) + 1e-12) < min_dbfs:
-            continue
+        i, offset, audio = corpus.loud_crop(rng, length, min_dbfs)
         harmonic, percussive = separate(audio)
         d = describe(audio, harmonic, percussive, chroma.sample_rate)
         package = corpus.tracks[i]["package"]
