@@ -20,7 +20,7 @@ from demo import ui
 
 ROOT = Path(__file__).resolve().parents[1]
 HUM = str(ui.EXAMPLES / "ode_to_joy_hum.wav")
-CLIENTS, WARMUP, ROUNDS = 8, 4, 6
+CLIENTS, WARMUP, ROUNDS = 8, 4, 4  # rounds per measured phase (two phases)
 SKIP = {".git", ".venv", "runs", "__pycache__", ".pytest_cache", ".hypothesis"}
 
 
@@ -108,14 +108,19 @@ def test_eight_concurrent_clients(hf_melody_dir, tmp_path):
             time.sleep(1.0)  # let cancelled work unwind
 
         load(range(WARMUP))  # every code path, and the allocator's arenas, warmed up
-        before = rss_mb(proc.pid)
-        load(range(WARMUP, WARMUP + ROUNDS))
-        after = rss_mb(proc.pid)
+        rss = [rss_mb(proc.pid)]
+        for phase in (1, 2):
+            load(range(WARMUP + (phase - 1) * ROUNDS, WARMUP + phase * ROUNDS))
+            rss.append(rss_mb(proc.pid))
         assert not errors, errors
-        total = CLIENTS * (WARMUP + ROUNDS)
+        total = CLIENTS * (WARMUP + 2 * ROUNDS)
         assert len(results) == total and results.count("ok") == total * 3 // 4
-        print(f"server RSS {before:.0f} MB -> {after:.0f} MB over the last {CLIENTS * ROUNDS} requests")
-        assert after - before < 60, f"server memory grew from {before:.0f} MB to {after:.0f} MB"
+        print(f"server RSS {' -> '.join(f'{m:.0f}' for m in rss)} MB, {CLIENTS * ROUNDS} requests per phase")
+        # A leak grows in every phase; the allocator's arenas settle (a busy machine can add tens of MB once)
+        assert min(rss[1] - rss[0], rss[2] - rss[1]) < 40, f"server memory kept growing: {rss} MB"
+        deadline = time.monotonic() + 60  # a finished request's folder goes when Gradio resumes its generator
+        while list(tmp.glob("musicgen-demo-*")) and time.monotonic() < deadline:
+            time.sleep(0.5)
         assert not list(tmp.glob("musicgen-demo-*")), "the demo left temporary folders behind"
         assert request(clients[0], 0, 0) == "ok"  # still serving
         # New files only: the source files of a working tree may be edited while the test runs.
