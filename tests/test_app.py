@@ -153,6 +153,7 @@ def test_app_finds_models(tmp_path, monkeypatch):
 
 # --- end to end with gradio_client ---------------------------------------------------------------------------------
 # /generate returns: files, token grid, chroma comparison, seed, stats, player, spectrogram, takes 1-4, history
+@pytest.mark.slow  # through a launched server
 def test_api_signature(client):
     info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/generate"]
     names = [p["parameter_name"] for p in info["parameters"]]
@@ -164,6 +165,7 @@ def test_api_signature(client):
         "Spectrogram", "Take 1", "Take 2", "Take 3", "Take 4", "Earlier takes"]
 
 
+@pytest.mark.slow  # through a launched server
 def test_text_only(client):
     before = set(glob.glob(str(Path(tempfile.gettempdir()) / "musicgen-demo-*")))
     job = client.submit(prompt="calm piano with soft strings", duration=1, seed=7, api_name="/generate")
@@ -182,6 +184,7 @@ def test_text_only(client):
     assert set(glob.glob(str(Path(tempfile.gettempdir()) / "musicgen-demo-*"))) <= before  # temp files removed
 
 
+@pytest.mark.slow  # through a launched server
 def test_variations_in_one_batch(client):
     files, *_, seed, stats, _, _, t1, t2, t3, t4, history = client.predict(
         prompt="lo-fi beat", duration=1, seed=11, takes=3, api_name="/generate")
@@ -199,6 +202,7 @@ def test_variations_in_one_batch(client):
     np.testing.assert_allclose(first_take(alone), wavs[2], atol=1e-3)
 
 
+@pytest.mark.slow  # through a launched server
 def test_loudness_normalisation_is_on_by_default_and_can_be_switched_off(client):
     on = first_take(client.predict(prompt="drums", duration=2, seed=4, api_name="/generate"))
     off = first_take(client.predict(prompt="drums", duration=2, seed=4, loudness=False, api_name="/generate"))
@@ -207,6 +211,7 @@ def test_loudness_normalisation_is_on_by_default_and_can_be_switched_off(client)
     assert np.corrcoef(on[0], off[0])[0, 1] > 0.99  # the same take, scaled
 
 
+@pytest.mark.slow  # through a launched server
 def test_the_model_parameter_and_stereo(client, reference):
     stereo = client.predict(prompt="still up", duration=1, seed=5, model="tiny-stereo", api_name="/generate")
     wav = first_take(stereo)
@@ -216,11 +221,13 @@ def test_the_model_parameter_and_stereo(client, reference):
                                                          api_name="/generate")), reference)
 
 
+@pytest.mark.slow  # through a launched server
 @pytest.mark.parametrize("prompt", ["música suave para piano 🎹🎶", "מוזיקה שקטה לפסנתר", "静かなピアノ"])
 def test_non_ascii_prompts_work(client, prompt):
     assert first_take(client.predict(prompt=prompt, duration=1, seed=3, api_name="/generate")).shape == (1, 32000)
 
 
+@pytest.mark.slow  # through a launched server
 def test_boundary_sampling_values_are_meaningful(client):
     """temperature 0 is greedy (the seed no longer matters, top-k 1 gives the same); top-k 0 samples unfiltered."""
     def run(**kwargs):
@@ -231,6 +238,7 @@ def test_boundary_sampling_values_are_meaningful(client):
     assert not np.array_equal(run(seed=1, top_k=0), greedy)
 
 
+@pytest.mark.slow  # through a launched server
 @pytest.mark.skipif(not (default_model_dir() / "config.json").is_file(), reason="the default model is not built")
 def test_the_stats_name_the_tempo_the_default_model_read():
     """The default model has a beat grid: the demo says which tempo it took from the prompt."""
@@ -242,6 +250,7 @@ def test_the_stats_name_the_tempo_the_default_model_read():
     assert "Tempo **96 BPM**, read from the prompt." in stats
 
 
+@pytest.mark.slow  # through a launched server
 def test_random_seed_is_reported(client):
     result = client.predict(prompt="lo-fi beat", duration=1, api_name="/generate")
     seed, stats = result[3], result[4]
@@ -250,6 +259,7 @@ def test_random_seed_is_reported(client):
     assert np.array_equal(first_take(again), first_take(result))  # the reported seed is the one used
 
 
+@pytest.mark.slow  # through a launched server
 def test_melody(client):
     files, grid, comparison, *_ = client.predict(
         prompt="", melody=handle_file(HUM), duration=1.0, model="tiny-melody", api_name="/generate")
@@ -265,6 +275,7 @@ def test_the_notes_heard_in_a_hum():
     assert names[:9] == ["E3", "F3", "G3", "F3", "E3", "D3", "C3", "D3", "E3"]
 
 
+@pytest.mark.slow  # through a launched server
 def test_continuation_with_any_channels_and_rate(client, audio_files):
     result = client.predict(prompt="keep going", melody=handle_file(audio_files["tone_3ch_8k.wav"]), duration=2,
                             mode=cb.CONTINUE, takes=2, api_name="/generate")
@@ -297,6 +308,7 @@ def test_continuation_with_any_channels_and_rate(client, audio_files):
                                                  "'tiny-stereo']")),
     ({"prompt": "x", "loudness": "yes"}, "^Loudness normalisation must be true or false, got 'yes'.$"),
 ])
+@pytest.mark.slow  # through a launched server
 def test_bad_inputs_are_errors_and_the_server_stays_up(client, audio_files, reference, kwargs, message):
     if "melody" in kwargs:
         kwargs["melody"] = handle_file(audio_files[kwargs["melody"]])
@@ -306,6 +318,7 @@ def test_bad_inputs_are_errors_and_the_server_stays_up(client, audio_files, refe
                           reference)
 
 
+@pytest.mark.slow  # through a launched server
 def test_cancel_stops_the_worker(client, cache, reference):
     steps = []
     hook = cache.get("tiny").lm.register_forward_hook(lambda *args: steps.append(time.monotonic()))
@@ -332,6 +345,7 @@ def test_cancel_stops_the_worker(client, cache, reference):
     assert np.array_equal(first_take(after), reference)  # and it left nothing behind
 
 
+@pytest.mark.slow  # through a launched server
 def test_without_ffmpeg_the_player_gets_the_file(cache):
     demo = ui.build_demo(cache, streaming=False)
     try:
@@ -342,6 +356,7 @@ def test_without_ffmpeg_the_player_gets_the_file(cache):
 
 
 # --- models from the Hub --------------------------------------------------------------------------------------------
+@pytest.mark.slow  # through a launched server
 def test_an_official_model_from_the_hub_with_its_licence_and_clear_failures(hf_musicgen_dir, tmp_path, monkeypatch):
     """facebook/musicgen-small served by a local Hub (a tiny model under that id): picking it downloads it into the
     cache; a model missing from the Hub and one too large for the machine give the loader's messages."""
