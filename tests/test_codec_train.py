@@ -65,6 +65,8 @@ def test_export_round_trip(decoder, tmp_path):
         torch.testing.assert_close(loaded.decode(codec.encode(x)), codec.decode(codec.encode(x)), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
+@pytest.mark.training
 def test_short_run_resumes_exactly(tmp_path):
     cfg = dataclasses.replace(trainer.PRESETS["cpu-istft"], codec=dataclasses.replace(TINY, decoder="istft",
                               istft_dim=16, istft_layers=2), batch_size=2, clips_per_batch=1, segment=0.25,

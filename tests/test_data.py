@@ -55,6 +55,7 @@ def test_exact_duration_and_audible(duration):
         assert ex.metadata["melody"], ex.metadata  # a lead plays in every clip
 
 
+@pytest.mark.slow
 def test_no_silent_stretch_in_any_style():
     """One 4 s clip per style: no 0.5 s window of the mix below -50 dBFS."""
     seen = {}
