@@ -95,3 +95,28 @@ def test_soft_chroma_is_normalised_per_frame_and_short_input_padded_symmetricall
     assert torch.equal(soft(short), soft(torch.nn.functional.pad(short, (pad // 2, pad - pad // 2))))
     with pytest.raises(ValueError, match=r"^expected mono wav \[B, 1, T\], got \(1, 2, 100\)$"):
         soft(torch.zeros(1, 2, 100))
+
+
+def _reference_soft_chroma(wav: np.ndarray) -> np.ndarray:
+    """audiocraft's soft chroma written out with librosa: |STFT|^2 over the window's energy (periodic Hann, centred,
+    reflect padding), librosa's filterbank, each frame divided by its largest bin (at least 1e-6)."""
+    window = librosa.filters.get_window("hann", 16384)
+    stft = librosa.stft(wav.astype(np.float64), n_fft=16384, hop_length=4096, window="hann", center=True,
+                        pad_mode="reflect")
+    chroma = librosa.filters.chroma(sr=SR, n_fft=16384, tuning=0) @ (np.abs(stft) ** 2 / np.sum(window ** 2))
+    return (chroma / np.maximum(chroma.max(axis=0, keepdims=True), 1e-6)).T  # [frames, 12]
+
+
+@pytest.mark.parametrize("amplitude", [0.5, 2e-6])  # a quiet input: frames below the 1e-6 floor keep their scale
+def test_soft_chroma_equals_the_written_out_reference(amplitude):
+    wav = _tones([261.63, 392.0], [amplitude, amplitude / 2], seconds=2.0)
+    soft = ChromaExtractor(argmax=False)(wav[None])[0].numpy()
+    expected = _reference_soft_chroma(wav.numpy())
+    assert soft.shape == expected.shape == (16, 12)
+    np.testing.assert_allclose(soft, expected, rtol=2e-3, atol=1e-7 * expected.max())
+    assert (soft.max(axis=1) < 1).all() if amplitude < 1e-3 else np.allclose(soft.max(axis=1), 1)
+
+
+@pytest.mark.parametrize("samples", [5 * 4096 - 2, 5 * 4096 - 1, 5 * 4096, 16384, 16385])
+def test_frame_count_at_hop_boundaries(extractor, samples):
+    assert extractor(torch.randn(1, samples)).shape[1] == extractor.num_frames(samples) == 1 + samples // 4096
