@@ -3,6 +3,9 @@ property-based tests of the audio and parameter checks."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import warnings
 
 import numpy as np
 import pytest
@@ -206,7 +209,8 @@ def test_sampling_bounds_defaults_and_types():
 def test_descriptions_become_a_list():
     assert v.check_descriptions("jazz") == ["jazz"] and v.check_descriptions(None) == [None]
     assert v.check_descriptions(("a", None)) == ["a", None]
-    with pytest.raises(v.InputError, match=r"^descriptions is empty: pass a list with at least one description"):
+    with pytest.raises(v.InputError, match=r"^descriptions is empty: pass a list with at least one description \(None "
+                                           r"for no text\)\.$"):
         v.check_descriptions([])
     with pytest.raises(v.InputError, match=r"^descriptions must be strings or None, got int\.$"):
         v.check_descriptions(["a", 3])
@@ -228,6 +232,11 @@ def test_generation_params_are_checked_and_cleaned():
         with pytest.raises(v.InputError, match=message):
             v.check_params(params, max_duration=10)
     assert v.check_params(GenerationParams(duration=20), 10).extend_stride is None  # the model's default stride
+    assert v.check_params(GenerationParams(duration=0.5), 10).duration == 0.5  # any positive length
+    assert v.check_params(GenerationParams(duration=10, extend_stride=10), 10).duration == 10  # one window: unused
+    assert v.check_params(GenerationParams(duration=20, extend_stride=0.5), 10).extend_stride == 0.5
+    with pytest.raises(v.InputError, match=r"^Duration must be a number, got 'x'\.$"):
+        v.check_params(GenerationParams(duration="x"), max_duration=10)
 
 
 @pytest.mark.parametrize("rate, ok", [(1000, True), (384000, True), (np.int64(16000), True), (999, False),
@@ -254,7 +263,9 @@ def test_waveforms_are_promoted_and_checked():
              r"^The clip has an unexpected shape \(0, 5\): expected \[channels, samples\]\.$"),
             (torch.zeros(1, 1, 5), False, r"^The clip has an unexpected shape \(1, 1, 5\)"),
             (torch.zeros(1, 1, 1, 5), True, r"expected \[batch, channels, samples\]\.$"),
-            (torch.tensor([0.0, float("inf")]), False, r"^The clip contains invalid samples \(NaN or infinity\)")]:
+            (torch.zeros(1, 1, 0), True, r"^The clip is empty \(0 samples\)\.$"),
+            (torch.tensor([0.0, float("inf")]), False, r"^The clip contains invalid samples \(NaN or infinity\)"),
+            (torch.tensor([0.0, float("nan")], requires_grad=True), False, r"^The clip contains invalid samples")]:
         with pytest.raises(v.InputError, match=message):
             v.check_waveform(wav, SR, what="The clip", batched=batched)
 
@@ -304,3 +315,31 @@ def test_continuation_lengths():
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(v.InputError, match=r"^The hum file gone\.wav was not found\.$"):
         v.read_audio(tmp_path / "gone.wav", what="The hum")
+
+
+def test_a_file_exactly_at_the_size_limit_is_read(tmp_path):
+    path = tmp_path / "limit.wav"
+    path.write_bytes(b"\0" * (v.MAX_FILE_MB * 2**20))
+    with pytest.raises(v.InputError, match=r"^Could not read limit\.wav as audio"):  # not refused for its size
+        v.read_audio(path)
+
+
+def test_files_libsndfile_reads_do_not_need_ffmpeg(files, monkeypatch):
+    monkeypatch.setattr(v.librosa, "load", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no ffmpeg")))
+    wav, rate, _ = v.read_audio(files["24bit"])
+    assert rate == SR and wav.shape == (1, 2 * SR)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_a_browser_recording_is_read_through_ffmpeg(files, tmp_path):
+    """A stereo WebM/Opus file, as browsers record: libsndfile cannot read it; ffmpeg (through librosa) can."""
+    stereo = write(tmp_path / "stereo.wav", tone(2.0, 48000, channels=2), 48000)
+    webm = tmp_path / "take.webm"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(stereo), "-c:a", "libopus", str(webm)], check=True)
+    with pytest.raises(Exception):
+        sf.read(str(webm))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # librosa's own warnings are silenced, none reaches the user
+        wav, rate, notes = v.read_audio(webm)
+    assert rate == 48000 and wav.shape[0] == 2 and abs(wav.shape[1] - 2 * 48000) < 2000 and notes == []
+    assert abs(float(wav[1].abs().max()) - 0.3) < 0.03  # the second channel kept (880 Hz in this test's tone)
