@@ -65,7 +65,7 @@ def files(tmp_path_factory):
     ("nan", r"^The melody contains invalid samples \(NaN or infinity\)"),
     ("silent", r"^The melody is silent \(all samples are zero\)"),
     ("short", r"^The melody is too short \(0.20 s\)"),
-    ("ten_minutes", r"^The melody is too long \(600 s\); the limit is 180 s"),
+    ("ten_minutes", r"^The melody is too long \(600 s\); the limit is 180 s \(3 min\): trim it first\.$"),
 ])
 def test_bad_files_are_rejected_with_a_specific_message(files, name, message):
     with pytest.raises(v.InputError, match=message):
@@ -275,6 +275,12 @@ def test_audio_levels_lengths_and_formats():
     assert out[0, :3].tolist() == [-1.0, 0.0, 127 / 128]  # unsigned PCM is centred on its mid-scale value
     out, _ = v.check_audio(np.array([-32768, 0, 16384] * 6000, np.int16), 16000)
     assert out[0, :3].tolist() == [-1.0, 0.0, 0.5]
+    out, _ = v.check_audio(np.array([0, 16384, -8192] * 6000, np.int16), 16000)  # below full scale: not rescaled
+    assert out[0, :3].tolist() == [0.0, 0.5, -0.25]
+    out, _ = v.check_audio(np.array([128, 192, 96] * 6000, np.uint8), 16000)
+    assert out[0, :3].tolist() == [0.0, 0.5, -0.25]
+    grad = torch.full((2, 16000), 0.1, requires_grad=True)  # a tensor that autograd tracks is read as is
+    assert torch.equal(v.check_audio(grad, 16000)[0], torch.full((2, 16000), 0.1))
     assert v.check_audio(tone(0.5)[:, 0], SR)[0].shape == (1, 16000)  # exactly the shortest
     assert v.check_audio(tone(180, 1000)[:, 0], 1000)[0].shape == (1, 180000)  # exactly the longest
     with pytest.raises(v.InputError, match=r"^The melody is not audio \(data type bool\)\.$"):
