@@ -22,7 +22,7 @@ from .conditioning.tempo import bpm_tensor
 from .conditioning.text import TextEncoder
 from .configs import MusicGenConfig
 from .lm.model import Context, MusicLM
-from .lm.transformer import matvec_pays
+from .fast_linear import matvec_pays
 from .patterns import Pattern, get_pattern
 from .realtime import Realtime, measure_realtime
 from .sampling import GenerationParams, guide, noise_rows, sample_rows, sample_with_noise

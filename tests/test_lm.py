@@ -10,8 +10,9 @@ import torch
 from musicgen_core.conditioning.tempo import BEAT_RATES, N_FEATURES, N_FREQS, parse_bpm, tempo_features
 from musicgen_core.configs import LMConfig
 from musicgen_core.lm.model import MusicLM
-from musicgen_core.lm import transformer
-from musicgen_core.lm.transformer import BLOCK, Linear, block_wide_inputs, linear, sinusoidal_embedding
+from musicgen_core import fast_linear
+from musicgen_core.fast_linear import BLOCK, Linear, block_wide_inputs, linear
+from musicgen_core.lm.transformer import sinusoidal_embedding
 
 
 def tiny_lm(**kw) -> MusicLM:
@@ -170,7 +171,7 @@ def test_null_text_gives_zero_cross_attention():
 def test_decode_linear_equals_f_linear(rows, k, matvec, monkeypatch):
     """Every path of `linear` (matrix-vector kernels for few rows where they pay, F.linear otherwise), with
     non-contiguous inputs and gradients."""
-    monkeypatch.setattr(transformer, "_MATVEC", matvec)
+    monkeypatch.setattr(fast_linear, "_MATVEC", matvec)
     torch.manual_seed(rows)
     w = torch.randn(48, k, requires_grad=True)
     x = torch.randn(k, rows).t().reshape(rows, 1, k)  # rows that are not contiguous
@@ -207,11 +208,11 @@ def test_blocked_linear_equals_f_linear_and_keeps_its_state_dict_layout(rows):
 
 
 def test_the_faster_layout_is_measured_once(monkeypatch):
-    monkeypatch.setattr(transformer, "_MATVEC", None)
-    choice = transformer.matvec_pays()
-    assert isinstance(choice, bool) and transformer._MATVEC is choice
-    monkeypatch.setattr(transformer, "_MATVEC", not choice)
-    assert transformer.matvec_pays() is (not choice)  # not measured again
+    monkeypatch.setattr(fast_linear, "_MATVEC", None)
+    choice = fast_linear.matvec_pays()
+    assert isinstance(choice, bool) and fast_linear._MATVEC is choice
+    monkeypatch.setattr(fast_linear, "_MATVEC", not choice)
+    assert fast_linear.matvec_pays() is (not choice)  # not measured again
 
 
 def test_block_wide_inputs_only_touches_wide_linears():

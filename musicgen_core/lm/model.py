@@ -17,7 +17,8 @@ from torch import nn
 from ..configs import LMConfig
 from ..conditioning.chroma import fit_chroma_length
 from ..conditioning.tempo import N_FEATURES, tempo_features
-from .transformer import Block, KVCache, attention_dtype, linear, sinusoidal_embedding
+from ..fast_linear import linear
+from .transformer import Block, KVCache, attention_dtype, sinusoidal_embedding
 
 
 @dataclass
