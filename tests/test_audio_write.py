@@ -211,3 +211,102 @@ def test_loudness_needs_sample_rate_and_few_channels():
         normalize_audio(music(), strategy="loudness")
     with pytest.raises(ValueError, match="1 <= C <= 5"):
         loudness(torch.zeros(6, SR), SR)
+
+
+# --- the helpers, one by one ---
+
+def test_rms_db():
+    import numpy as np
+
+    from musicgen_core.audio import rms_db
+
+    levels = rms_db(np.stack([np.full(100, 0.1, np.float32), np.zeros(100, np.float32), np.ones(100, np.float32)]))
+    assert levels.shape == (3,) and levels[0] == pytest.approx(-20, abs=1e-6) and levels[1] == pytest.approx(-240)
+    assert levels[2] == pytest.approx(0, abs=1e-9)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    from musicgen_core.audio import save_audio
+
+    wav = torch.tensor([[0.5, 1.5, -2.0, 0.25], [0.0, -0.5, 0.5, 1.0]])
+    save_audio(tmp_path / "x.wav", wav, 8000)
+    assert sf.info(str(tmp_path / "x.wav")).subtype == "PCM_16"
+    back, rate = load_audio(tmp_path / "x.wav")
+    assert rate == 8000 and type(rate) is int and back.shape == (2, 4) and back.is_contiguous()
+    assert back.dtype == torch.float32
+    torch.testing.assert_close(back, wav.clamp(-1, 1), atol=1 / 32768, rtol=0)  # clamped, then 16-bit
+
+
+def test_convert_audio_channels_and_rate():
+    from musicgen_core.audio import convert_audio
+
+    stereo = torch.stack([torch.ones(SR), -0.5 * torch.ones(SR)])
+    assert torch.equal(convert_audio(stereo, SR, SR, 1), torch.full((1, SR), 0.25))
+    mono = torch.linspace(-1, 1, SR)[None]
+    assert torch.equal(convert_audio(mono, SR, SR, 2), mono.expand(2, SR))
+    assert convert_audio(mono, SR, SR, 1) is mono
+    assert convert_audio(mono[None], SR, 16000, 1).shape == (1, 1, 16000)
+    with pytest.raises(ValueError, match=r"^cannot convert 3 channels to 2$"):
+        convert_audio(torch.zeros(3, 10), SR, SR, 2)
+
+
+def test_clipping_log_names_the_stem_fraction_and_peak(caplog):
+    from musicgen_core.audio import clip_wav
+
+    wav = torch.zeros(1, 1000)
+    wav[0, :2] = 2.0
+    with caplog.at_level(logging.WARNING):
+        assert torch.equal(clip_wav(wav, log_clipping=False), wav.clamp(-1, 1)) and not caplog.text
+        clip_wav(torch.ones(1, 10), log_clipping=True)  # at full scale, nothing clipped
+        assert not caplog.text
+        clip_wav(wav, log_clipping=True, stem_name="song")
+    assert caplog.messages == ["clipping song: 0.2000% of samples, peak 2.000"]
+
+
+def test_normalize_without_normalize_only_turns_down():
+    quiet = 0.01 * music()
+    assert torch.equal(normalize_audio(quiet, normalize=False, strategy="rms"), quiet)
+    loud = 10 * music()
+    rms = normalize_audio(loud, normalize=False, strategy="rms", rms_headroom_db=30)
+    assert db(rms.mean(0).square().mean().sqrt()) == pytest.approx(-30, abs=0.2)
+    assert normalize_audio(music(), strategy="none") is normalize_audio(music(), strategy="")
+    assert torch.equal(normalize_audio(torch.zeros(1, 10), strategy="peak"), torch.zeros(1, 10))
+
+
+def test_encoder_options_per_rate():
+    from musicgen_core.audio import _encoder_options
+
+    if "MP3" in sf.available_formats():
+        levels = {(sr, kbps): _encoder_options("mp3", sr, kbps, None)["compression_level"]
+                  for sr, kbps in [(32000, 320), (32000, 176), (32000, 999), (32000, 8), (16000, 84), (8000, 36)]}
+        assert levels == {(32000, 320): 0.0, (32000, 176): 0.5, (32000, 999): 0.0, (32000, 8): 0.99,
+                          (16000, 84): 0.5, (8000, 36): 0.5}
+        assert _encoder_options("mp3", SR, 320, None)["bitrate_mode"] == "CONSTANT"
+    assert _encoder_options("ogg", SR, 320, 128)["compression_level"] == pytest.approx(0.6)
+    assert _encoder_options("ogg", SR, 320, None) == {"format": "OGG", "subtype": "VORBIS"}
+    assert _encoder_options("flac", SR, 320, 128) == {"format": "FLAC", "subtype": "PCM_16"}
+
+
+def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
+    def half_write(path, *args, **kwargs):
+        open(path, "wb").write(b"RIFF")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sf, "write", half_write)
+    with pytest.raises(OSError, match="disk full"):
+        audio_write(tmp_path / "song", music(), SR)
+    assert not list(tmp_path.iterdir())
+
+
+def test_loudness_short_surround_and_silent_signals():
+    one = loudness(sine(997, -20, 48000, seconds=2.0), 48000)
+    five = loudness(sine(997, -20, 48000, seconds=2.0, channels=5), 48000)
+    assert five - one == pytest.approx(10 * math.log10(1 + 1 + 1 + 1.41 + 1.41), abs=0.01)  # BS.1770 G_i
+    short = loudness(sine(997, -20, 48000, seconds=0.1), 48000)  # shorter than a 400 ms block: one block
+    assert short == pytest.approx(one, abs=0.1)
+    assert loudness(torch.zeros(1, 48000), 48000) == float("-inf")
+    for bad in (torch.zeros(48000), torch.zeros(1, 0)):
+        with pytest.raises(ValueError, match=r"^loudness expects wav \[C, T\] with 1 <= C <= 5 and T > 0"):
+            loudness(bad, 48000)
+    rumble = sine(5, -40, SR).float()  # above the energy floor, but the K-weighting's high-pass gates it all
+    assert loudness(rumble, SR) == float("-inf") and normalize_loudness(rumble, SR) is rumble
