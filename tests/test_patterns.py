@@ -1,5 +1,6 @@
 """Interleaving patterns: exact audiocraft layouts, build/revert round trips, logits reverting, errors."""
 import math
+import re
 
 import pytest
 import torch
@@ -91,6 +92,8 @@ HAND = [
     ("coarse_first", 3, 2, {"delays": [0, 1]}, [[0, 1, 2, 0, 0, 0], [0, 0, 0, 3, 4, 0], [0, 0, 0, 0, 5, 6]]),
     ("musiclm", 4, 2, {}, [[0, 1, 0, 2, 0, 0, 0, 0, 0], [0, 0, 3, 0, 4, 0, 0, 0, 0],
                            [0, 0, 0, 0, 0, 5, 0, 6, 0], [0, 0, 0, 0, 0, 0, 7, 0, 8]]),
+    # inner step 1 has no codebook: an empty step per timestep, sorted before the codes of its key
+    ("unroll", 2, 2, {"flattening": [0, 2]}, [[0, 0, 1, 0, 0, 2, 0], [0, 0, 0, 3, 0, 0, 4]]),
 ]
 
 
@@ -240,6 +243,14 @@ def test_errors():
             pattern.revert(torch.zeros(1, K, 12, dtype=torch.long), 2048)
     with pytest.raises(ValueError):
         pattern.build(torch.zeros(4, 8, dtype=torch.long), 2048)
+    for call, what, x in [(pattern.build, "codes [B, K, T]", torch.zeros(1, 3, 8, dtype=torch.long)),
+                          (pattern.revert, "seq [B, K, S]", torch.zeros(1, 3, 8, dtype=torch.long)),
+                          (pattern.revert_logits, "logits [B, K, S, card]", torch.zeros(1, 4, 8))]:
+        message = f"delay pattern with n_q=4 expects {what}, got shape {tuple(x.shape)}"
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            call(x) if call is pattern.revert_logits else call(x, 2048)
+    codes, mask = pattern.revert(torch.zeros(1, 4, pattern.num_steps(0), dtype=torch.long), 2048)
+    assert codes.shape == (1, 4, 0) and mask.shape == (4, 0)  # the shortest sequence holds no timestep
     with pytest.raises(ValueError, match="not a sequence length"):
         pattern.revert(torch.zeros(1, 4, 3, dtype=torch.long), 2048)  # S >= 4 for delay with 4 codebooks
     with pytest.raises(ValueError, match="not a sequence length"):
