@@ -92,6 +92,7 @@ HAND = [
     ("coarse_first", 3, 2, {"delays": [0, 1]}, [[0, 1, 2, 0, 0, 0], [0, 0, 0, 3, 4, 0], [0, 0, 0, 0, 5, 6]]),
     ("musiclm", 4, 2, {}, [[0, 1, 0, 2, 0, 0, 0, 0, 0], [0, 0, 3, 0, 4, 0, 0, 0, 0],
                            [0, 0, 0, 0, 0, 5, 0, 6, 0], [0, 0, 0, 0, 0, 0, 7, 0, 8]]),
+    ("parallel", 2, 2, {"empty_initial": 1}, [[0, 0, 1, 2], [0, 0, 3, 4]]),
     # inner step 1 has no codebook: an empty step per timestep, sorted before the codes of its key
     ("unroll", 2, 2, {"flattening": [0, 2]}, [[0, 0, 1, 0, 0, 2, 0], [0, 0, 0, 3, 0, 0, 4]]),
 ]
@@ -257,13 +258,31 @@ def test_errors():
         get_pattern("unroll", 4).revert(torch.zeros(1, 4, 10, dtype=torch.long), 2048)  # S = 4T + 1
     with pytest.raises(ValueError, match="not a valid sequence length"):
         get_pattern("musiclm", 4).revert_logits(torch.zeros(1, 4, 4, 2))
-    bad = [("nope", 4, {}), ("delay", 4, {"delays": [0, 1, 2]}), ("delay", 4, {"delays": [0, 2, 1, 3]}),
-           ("delay", 2, {"delays": [-1, 0]}), ("delay", 4, {"foo": 1}), ("parallel", 4, {"delays": [0] * 4}),
-           ("delay", 0, {}), ("coarse_first", 1, {}), ("musiclm", 3, {}), ("musiclm", 4, {"group_by": 0}),
-           ("unroll", 3, {"flattening": [0, 1, 1], "delays": [0, 0, 1]}), ("delay", 2, {"flatten_first": -1})]
-    for name, n_q, kw in bad:
-        with pytest.raises(ValueError):
+    bad = [("nope", 4, {}, "unknown pattern 'nope'; expected one of ['coarse_first', 'delay', 'musiclm', 'parallel', "
+                           "'unroll']"),
+           ("delay", 4, {"delays": [0, 1, 2]}, "delay delays must be 4 sorted non-negative ints, got (0, 1, 2)"),
+           ("delay", 4, {"delays": [0, 2, 1, 3]}, "delay delays must be 4 sorted non-negative ints, got (0, 2, 1, 3)"),
+           ("delay", 2, {"delays": [-1, 0]}, "delay delays must be 2 sorted non-negative ints, got (-1, 0)"),
+           ("unroll", 2, {"flattening": [1, 0]}, "unroll flattening must be 2 sorted non-negative ints, got (1, 0)"),
+           ("delay", 4, {"foo": 1}, "pattern 'delay' got unexpected arguments ['foo']; it accepts ['delays', "
+                                    "'empty_initial', 'flatten_first']"),
+           ("parallel", 4, {"delays": [0] * 4}, "pattern 'parallel' got unexpected arguments ['delays']; it accepts "
+                                                "['empty_initial']"),
+           ("delay", 0, {}, "pattern 'delay' needs n_q >= 1, got 0"),
+           ("coarse_first", 1, {}, "pattern 'coarse_first' needs n_q >= 2, got 1"),
+           ("musiclm", 3, {}, "musiclm group_by=2 must divide n_q=3"),
+           ("musiclm", 4, {"group_by": 0}, "musiclm group_by must be an int >= 1, got 0"),
+           ("unroll", 3, {"flattening": [0, 1, 1], "delays": [0, 0, 1]},
+            "unroll: codebooks flattened to the same inner step must have equal delays"),
+           ("delay", 2, {"flatten_first": -1}, "delay flatten_first must be an int >= 0, got -1"),
+           ("delay", 2, {"empty_initial": 1.5}, "delay empty_initial must be an int, got 1.5")]
+    for name, n_q, kw, message in bad:
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             get_pattern(name, n_q, **kw)
+    assert get_pattern("coarse_first", 2).n_q == 2  # the smallest coarse_first
+    delay = get_pattern("delay", 4)  # the mask `build` returns, all steps by default
+    mask = delay.valid_step_mask(3)
+    assert mask.shape == (4, 7) and torch.equal(mask, delay.build(numbered(4, 3), 0)[1])
 
 
 def test_patterns_are_values_and_indices_cached():
