@@ -36,9 +36,10 @@ python - "$module" <<'PY'
 import re, sys
 lines = [l.strip() for l in open("results.txt") if ":" in l]
 status = {l.rsplit(":", 1)[0]: l.rsplit(":", 1)[1].strip() for l in lines}
-killed = sum(s == "killed" for s in status.values())
-survivors = sorted(k for k, s in status.items() if s != "killed")
-print(f"{sys.argv[1]}: {killed}/{len(status)} killed ({100 * killed / max(1, len(status)):.1f} %)")
+# a mutant that makes the tests hang is caught too (the run times out, as pytest-timeout would fail it)
+killed = sum(s in ("killed", "timeout") for s in status.values())
+survivors = sorted(k for k, s in status.items() if s not in ("killed", "timeout"))
+print(f"{sys.argv[1]}: {killed}/{len(status)} killed or timed out ({100 * killed / max(1, len(status)):.1f} %)")
 for name in survivors:
     print(f"  {status[name]}: {name}")
 PY
