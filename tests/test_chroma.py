@@ -70,6 +70,8 @@ def test_fit_chroma_length():
     long = torch.rand(2, 300, 12)
     assert torch.equal(fit_chroma_length(long, 235), long[:, :235])
     assert torch.equal(fit_chroma_length(long[:, :235]), long[:, :235])
+    short = torch.rand(1, 5, 12)  # fewer frames than pitch classes: tiled 47 times
+    assert torch.equal(fit_chroma_length(short, 235), short.repeat(1, 47, 1))
 
 
 def test_null_chroma():
