@@ -310,3 +310,59 @@ def test_loudness_short_surround_and_silent_signals():
             loudness(bad, 48000)
     rumble = sine(5, -40, SR).float()  # above the energy floor, but the K-weighting's high-pass gates it all
     assert loudness(rumble, SR) == float("-inf") and normalize_loudness(rumble, SR) is rumble
+
+
+def test_loudness_gates_at_their_thresholds():
+    """Levels placed within 1 LU of each gate (a 1 kHz sine reads its peak level - 3.01 LUFS)."""
+    def parts(*levels_and_seconds):
+        return torch.cat([sine(1000, level, 8000, seconds) for level, seconds in levels_and_seconds], -1)
+
+    assert loudness(parts((-66.2, 4)), 8000) == pytest.approx(-69.19, abs=0.02)  # 0.8 LU above -70: measured
+    assert loudness(parts((-67.8, 4)), 8000) == float("-inf")  # 0.8 LU below: gated
+    # the relative gate, 10 LU below the level of the blocks above -70: 0.27 LU above it counts, 0.68 below does not
+    assert loudness(parts((-20, 10), (-32.5, 10)), 8000) == pytest.approx(-25.76, abs=0.02)
+    assert loudness(parts((-20, 10), (-33.5, 10)), 8000) == pytest.approx(-23.05, abs=0.02)
+    # a part under -70 stays out even when it is within 10 LU of the rest
+    assert loudness(parts((-59, 10), (-68, 10)), 8000) == pytest.approx(-62.05, abs=0.02)
+
+
+def test_defaults_and_messages():
+    from musicgen_core.audio import clip_wav
+
+    wav = music()
+    assert db(normalize_audio(wav).abs().max()) == pytest.approx(-1, abs=1e-4)  # peak at -1 dBFS
+    assert db(normalize_audio(wav, strategy="rms").mean(0).square().mean().sqrt()) == pytest.approx(-18, abs=0.05)
+    assert loudness(normalize_audio(wav, strategy="loudness", sample_rate=SR), SR) == pytest.approx(-14, abs=0.05)
+    assert loudness(normalize_loudness(wav, SR), SR) == pytest.approx(-14, abs=0.05)
+    louder = 1.5 * normalize_audio(wav)  # a gain between 1 and 2 would turn it up: without normalize it stays
+    assert torch.equal(normalize_audio(0.5 * wav, normalize=False), 0.5 * wav)
+    assert torch.equal(normalize_audio(louder / 1.9, normalize=False, strategy="rms", rms_headroom_db=12), louder / 1.9)
+    assert torch.equal(normalize_audio(torch.zeros(1, 8), strategy="rms"), torch.zeros(1, 8))
+    spiky = torch.tensor([[0.5, -3.0, 2.0, 1.0]])
+    assert torch.equal(normalize_audio(spiky, strategy="clip", peak_clip_headroom_db=0), spiky.clamp(-1, 1))
+    assert torch.equal(clip_wav(spiky), torch.tensor([[0.5, -1.0, 1.0, 1.0]]))
+    unit = torch.tensor([[1.0, -1.0, 0.5]])
+    assert normalize_audio(unit, strategy="none") is unit  # exactly full scale is within [-1, 1]
+    with pytest.raises(ValueError, match=r"^strategy 'none' needs a signal within \[-1, 1\]$"):
+        normalize_audio(1.01 * unit, strategy="none")
+    with pytest.raises(ValueError, match=r"^loudness normalisation needs sample_rate$"):
+        normalize_audio(wav, strategy="loudness")
+    with pytest.raises(ValueError, match=r"^unknown format 'aac': use one of wav, flac, ogg, mp3$"):
+        audio_write("song", wav, SR, format="aac")
+
+
+@pytest.mark.parametrize("strategy", ["rms", "loudness"])
+def test_clipping_is_logged_with_the_stem_only_when_asked(strategy, caplog):
+    from musicgen_core.audio import clip_wav
+
+    hot = torch.tensor([[0.0, 1.0, 2.0, -2.0] * 8000])  # a quarter exactly at full scale is not clipped
+    with caplog.at_level(logging.WARNING):
+        clip_wav(hot)
+        normalize_audio(hot, strategy=strategy, rms_headroom_db=0, loudness_headroom_db=-20, sample_rate=SR,
+                        stem_name="take")
+        assert not caplog.text
+        clip_wav(hot, log_clipping=True)
+        normalize_audio(hot, strategy=strategy, rms_headroom_db=0, loudness_headroom_db=-20, sample_rate=SR,
+                        log_clipping=True, stem_name="take")
+    assert caplog.messages[0] == "clipping : 50.0000% of samples, peak 2.000"
+    assert caplog.messages[1].startswith("clipping take: ")
