@@ -86,8 +86,12 @@ def test_peak_without_normalize_only_scales_down(tmp_path):
 
 
 def test_rms(tmp_path):
-    out = written(tmp_path, music(), strategy="rms", rms_headroom_db=18)
+    out = written(tmp_path, music(), strategy="rms")  # audiocraft's default headroom: 18 dB
     assert db(out.mean(0).square().mean().sqrt()) == pytest.approx(-18, abs=0.01)
+    out = written(tmp_path, music(), strategy="loudness")  # and 14 LU
+    assert loudness(out, SR) == pytest.approx(-14, abs=0.05)
+    full = torch.tensor([[-1.0, 1.0, 0.9, 0.0] * 100])  # +1 would overflow 2**15: audiocraft scales all by 2**15 - 1
+    assert written(tmp_path, full, strategy="none")[0, :4].tolist() == [-32767 / 32768, 32767 / 32768, 29490 / 32768, 0]
 
 
 @pytest.mark.parametrize("target", [14, 16])
@@ -122,7 +126,7 @@ def test_rms_clipping_is_logged(tmp_path, caplog):
     spiky[0, ::1000] = 1.0
     with caplog.at_level(logging.WARNING):
         out = written(tmp_path, spiky, strategy="rms")
-    assert out.abs().max() <= 1 and "clipping" in caplog.text
+    assert out.abs().max() <= 1 and caplog.messages[0].startswith(f"clipping {tmp_path / 'out'}: ")
 
 
 def test_silence_stays_silent(tmp_path):
