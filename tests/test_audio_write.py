@@ -301,6 +301,9 @@ def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         audio_write(tmp_path / "song", music(), SR)
     assert not list(tmp_path.iterdir())
+    monkeypatch.setattr(sf, "write", lambda *a, **k: (_ for _ in ()).throw(OSError("no space")))  # before any byte
+    with pytest.raises(OSError, match="^no space$"):  # the encoder's error, not one from the cleanup
+        audio_write(tmp_path / "song", music(), SR)
 
 
 def test_loudness_short_surround_and_silent_signals():
