@@ -25,9 +25,9 @@ from .codec import Codec
 from .codec.seanet import remove_weight_norm
 from .conditioning.text import TextEncoder
 from .configs import MusicGenConfig
+from .fast_linear import block_wide_inputs, matvec_pays
 from .hf_format import load_text_encoder, load_transformers
 from .lm.model import MusicLM
-from .fast_linear import block_wide_inputs, matvec_pays
 from .quantize import check_precision, set_precision
 from .weights import CheckpointError, build_codec, build_lm, dropping_read_pages, read_weights
 

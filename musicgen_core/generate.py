@@ -21,8 +21,8 @@ from .conditioning.chroma import ChromaExtractor, null_chroma
 from .conditioning.tempo import bpm_tensor
 from .conditioning.text import TextEncoder
 from .configs import MusicGenConfig
-from .lm.model import Context, MusicLM
 from .fast_linear import matvec_pays
+from .lm.model import Context, MusicLM
 from .patterns import Pattern, get_pattern
 from .realtime import Realtime, measure_realtime
 from .sampling import GenerationParams, guide, noise_rows, sample_rows, sample_with_noise

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
+from musicgen_core import fast_linear
 from musicgen_core.conditioning.tempo import BEAT_RATES, N_FEATURES, N_FREQS, parse_bpm, tempo_features
 from musicgen_core.configs import LMConfig
-from musicgen_core.lm.model import MusicLM
-from musicgen_core import fast_linear
 from musicgen_core.fast_linear import BLOCK, Linear, block_wide_inputs, linear
+from musicgen_core.lm.model import MusicLM
 from musicgen_core.lm.transformer import sinusoidal_embedding
 
 

@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..audio import rms_db
 from ..checkpoints import default_model_dir
 from ..codec import Codec
 from ..configs import CodecConfig
 from ..eval.metrics import chroma_cosine
 from . import runtime
 from .codec_eval import codec_speed, plot_reconstructions
-from ..audio import rms_db
 from .codec_data import TrainBatches, at_level, held_out_clips, held_out_real
 from .tokens import load_codec
 from .losses import (ChromaLoss, MultiResolutionMelLoss, MultiResolutionSTFTLoss, MultiScaleSTFTDiscriminator,
