@@ -78,6 +78,16 @@ def test_null_chroma():
     assert null_chroma(2).shape == (2, 235, 12)  # the melody models' 30 s of chroma frames
     chroma = null_chroma(3, 235, "cpu")
     assert chroma.shape == (3, 235, 12) and (chroma[..., 0] == 1).all() and chroma.sum() == 3 * 235
+    assert null_chroma(1, 4, "meta").device.type == "meta"  # made where the model lives, not moved there
+    assert null_chroma(1, 4, n_chroma=24).shape == (1, 4, 24)
+
+
+def test_other_chroma_resolutions_follow_librosa():
+    quarter_tones = ChromaExtractor(n_chroma=24)
+    expected = librosa.filters.chroma(sr=SR, n_fft=16384, tuning=0, n_chroma=24)
+    assert np.array_equal(quarter_tones.filterbank.numpy(), expected)
+    chroma = quarter_tones(_tones([440.0], [0.5], seconds=1.0)[None])
+    assert chroma.shape == (1, 8, 24) and (chroma.argmax(-1) == 18).all()  # A is quarter tone 18 from C
 
 
 def test_half_module_computes_in_float32():

@@ -128,6 +128,8 @@ def test_warm_start_from_exported_weights_is_exact(tmp_path):
     assert all(torch.equal(v, istft.state_dict()[k]) for k, v in fresh.items())
 
 
+@pytest.mark.slow
+@pytest.mark.training
 def test_freeze_tokens_trains_only_the_decoder(tmp_path):
     cfg = dataclasses.replace(trainer.PRESETS["cpu-seanet"], codec=TINY, batch_size=2, clips_per_batch=1,
                               segment=0.25, adv_start=1, disc_filters=4, disc_ffts=(256, 128), val_every=2,
