@@ -1,9 +1,9 @@
-"""Offline stand-ins for the Hugging Face Hub, for tests that run real huggingface_hub code.
+"""An offline stand-in for the Hugging Face Hub, for tests that run real huggingface_hub code.
 
-`build_hub_cache` lays files out as huggingface_hub's cache stores them. `FakeHub` is a local HTTP server answering
-what `hf_hub_download`, `snapshot_download`, `HfApi.model_info` and `HfApi.list_repo_files` request, with the headers
-and error codes huggingface_hub relies on. Files matching `LFS_PATTERNS` are served like LFS files on the Hub: the
-resolve URL redirects to a second server standing in for the CDN (another origin, so huggingface_hub drops the
+`FakeHub` is a local HTTP server answering what `hf_hub_download`, `snapshot_download`, `HfApi.model_info` and
+`HfApi.list_repo_files` request, with the headers and error codes huggingface_hub relies on. Files matching
+`LFS_PATTERNS` (hub_cache.py, which also builds a cache folder) are served like LFS files on the Hub: the resolve URL
+redirects to a second server standing in for the CDN (another origin, so huggingface_hub drops the
 Authorization header there as it does for the real CDN).
 
 Use it as a context manager or through the `fake_hub` fixture (import it into the test module)::
@@ -14,8 +14,6 @@ Use it as a context manager or through the `fake_hub` fixture (import it into th
 """
 from __future__ import annotations
 
-import fnmatch
-import hashlib
 import json
 import os
 import re
@@ -25,85 +23,15 @@ import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 
-LFS_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.onnx", "*.npy", "*.npz",
-                "*.msgpack", "*.model", "*.wav", "*.flac", "*.mp3", "*.ogg", "*.gz", "*.zip", "*.tar")
+from hub_cache import Blob, blobs_of, commit_hash, git_oid
+
 _DATE = "2024-01-01T00:00:00.000Z"
-
-
-def _git_oid(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-@dataclass
-class _Blob:
-    """A file of a repo: stored in git, or in LFS when its name matches `LFS_PATTERNS`."""
-
-    data: bytes
-    lfs: bool
-
-    @cached_property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
-    @cached_property
-    def pointer(self) -> bytes:
-        return f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256}\nsize {len(self.data)}\n".encode()
-
-    @cached_property
-    def oid(self) -> str:
-        """Git blob id: of the LFS pointer for LFS files, as on the Hub."""
-        return _git_oid(self.pointer if self.lfs else self.data)
-
-    @property
-    def etag(self) -> str:
-        """The ETag the Hub serves, which names the blob in the cache."""
-        return self.sha256 if self.lfs else self.oid
-
-    def lfs_info(self) -> dict:
-        return {"size": len(self.data), "sha256": self.sha256, "pointerSize": len(self.pointer)}
-
-
-def _blobs(files: dict[str, Path | bytes]) -> dict[str, _Blob]:
-    return {name: _Blob(data if isinstance(data, bytes) else Path(data).read_bytes(),
-                        any(fnmatch.fnmatch(name.rsplit("/", 1)[-1], p) for p in LFS_PATTERNS))
-            for name, data in files.items()}
-
-
-def _commit_hash(blobs: dict[str, _Blob]) -> str:
-    return hashlib.sha1(json.dumps(sorted((n, b.oid) for n, b in blobs.items())).encode()).hexdigest()
-
-
-def build_hub_cache(cache_dir: Path, repo_id: str, files: dict[str, Path | bytes], revision_name: str = "main",
-                    commit: str | None = None) -> Path:
-    """Write `files` of a model repo into a huggingface_hub cache folder and return the snapshot folder.
-
-    Layout: `models--{org}--{name}/blobs/<etag>`, `snapshots/<commit>/<filename>` (relative symlinks to the blobs)
-    and `refs/<revision_name>` holding the commit. Etags and the default commit match what `FakeHub` serves for the
-    same files.
-    """
-    blobs = _blobs(files)
-    commit = commit or _commit_hash(blobs)
-    repo_dir = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo_dir / "snapshots" / commit
-    for name, blob in blobs.items():
-        blob_path = repo_dir / "blobs" / blob.etag
-        blob_path.parent.mkdir(parents=True, exist_ok=True)
-        blob_path.write_bytes(blob.data)
-        pointer = snapshot / name
-        pointer.parent.mkdir(parents=True, exist_ok=True)
-        pointer.unlink(missing_ok=True)
-        pointer.symlink_to(os.path.relpath(blob_path, pointer.parent))
-    ref = repo_dir / "refs" / revision_name
-    ref.parent.mkdir(parents=True, exist_ok=True)
-    ref.write_text(commit)
-    return snapshot
 
 
 @dataclass
@@ -126,7 +54,7 @@ class _Repo:
     gated: bool
     token: str | None
     refs: dict[str, str] = field(default_factory=dict)
-    commits: dict[str, dict[str, _Blob]] = field(default_factory=dict)
+    commits: dict[str, dict[str, Blob]] = field(default_factory=dict)
 
     def allows(self, token: str | None) -> bool:
         return self.token is not None and token == self.token
@@ -241,8 +169,8 @@ class FakeHub:
         A private repo is invisible without `Authorization: Bearer <token>`; a gated one lists its files but refuses
         their content without it. Repo settings are those of the latest call.
         """
-        blobs = _blobs(files)
-        commit = _commit_hash(blobs)
+        blobs = blobs_of(files)
+        commit = commit_hash(blobs)
         with self._lock:
             repo = self._repos.setdefault(repo_id, _Repo(private, gated, token))
             repo.private, repo.gated, repo.token = private, gated, token
@@ -352,11 +280,11 @@ class FakeHub:
         _send(handler, 200, {"Content-Type": "application/json; charset=utf-8"}, json.dumps(body).encode())
 
     @staticmethod
-    def _model_info(repo_id: str, repo: _Repo, commit: str, blobs: dict[str, _Blob], with_blobs: bool) -> dict:
+    def _model_info(repo_id: str, repo: _Repo, commit: str, blobs: dict[str, Blob], withblobs_of: bool) -> dict:
         siblings = []
         for name, blob in sorted(blobs.items()):
             sibling = {"rfilename": name}
-            if with_blobs:
+            if withblobs_of:
                 sibling.update(blobId=blob.oid, size=len(blob.data))
                 if blob.lfs:
                     sibling["lfs"] = blob.lfs_info()
@@ -367,7 +295,7 @@ class FakeHub:
                 "siblings": siblings, "usedStorage": sum(len(b.data) for b in blobs.values())}
 
     @staticmethod
-    def _tree(blobs: dict[str, _Blob], path: str, recursive: bool) -> list[dict]:
+    def _tree(blobs: dict[str, Blob], path: str, recursive: bool) -> list[dict]:
         prefix = path + "/" if path else ""
         files, folders = [], set()
         for name, blob in sorted(blobs.items()):
@@ -383,7 +311,7 @@ class FakeHub:
                 files.append(entry)
         if path and not files and not folders:
             raise _HttpError(404, "EntryNotFound", f"{path} does not exist on the Hub")
-        folder_entries = [{"type": "directory", "oid": _git_oid(d.encode()), "size": 0, "path": d}
+        folder_entries = [{"type": "directory", "oid": git_oid(d.encode()), "size": 0, "path": d}
                           for d in sorted(folders)]
         return folder_entries + files
 

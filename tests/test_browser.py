@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hub_fixtures import build_hub_cache
+from hub_cache import build_hub_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

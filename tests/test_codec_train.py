@@ -146,6 +146,7 @@ def test_freeze_tokens_trains_only_the_decoder(tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
 
 
+@pytest.mark.slow
 def test_eval_codec_command_repeats_the_trainers_validation(tmp_path, capsys):
     from musicgen_core.cli import main
 

@@ -22,6 +22,7 @@ def model():
     return MusicGen.from_pretrained(None, device="cpu")
 
 
+@pytest.mark.slow
 def test_codec_round_trip_keeps_the_harmony(model):
     """Soft chroma cosine (the codec trainer's held-out metric) over held-out clips; see MODEL_CARD.md."""
     clips = torch.stack([torch.from_numpy(make_example(seed, 4.0).audio) for seed in range(3000, 3008)])[:, None]

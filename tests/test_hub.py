@@ -12,7 +12,8 @@ import pytest
 import torch
 from huggingface_hub import constants
 
-from hub_fixtures import build_hub_cache, fake_hub  # noqa: F401 (fixture)
+from hub_cache import build_hub_cache
+from hub_fixtures import FakeHub, fake_hub  # noqa: F401 (fixture)
 from musicgen_core import MusicGen, hub
 from musicgen_core.cli import main as cli
 from musicgen_core.hub import HubError
@@ -146,8 +147,6 @@ def test_offline_and_not_cached(tmp_path, monkeypatch):
 
 
 def test_hub_unreachable_falls_back_to_the_cache(hf_musicgen_dir, tmp_path, monkeypatch):
-    from hub_fixtures import FakeHub
-
     with FakeHub() as server:  # a port that answers nothing once closed
         server.patch_endpoint(monkeypatch)
     with pytest.raises(HubError, match=r"is not in the Hugging Face cache .* and the Hub cannot be reached"):

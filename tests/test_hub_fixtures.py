@@ -14,7 +14,8 @@ from huggingface_hub import (HfApi, constants, hf_api, hf_hub_download, hf_hub_u
 from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
                                     RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
 
-from hub_fixtures import FakeHub, build_hub_cache, fake_hub  # noqa: F401  (fixture)
+from hub_cache import build_hub_cache
+from hub_fixtures import FakeHub, fake_hub  # noqa: F401  (fixture)
 
 FILES = {"config.json": b'{"model_type": "musicgen"}', "model.safetensors": bytes(range(256)) * 8,
          "tokenizer/vocab.txt": b"a\nb\n"}

@@ -12,7 +12,7 @@ import torch
 from huggingface_hub import constants
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from hub_fixtures import build_hub_cache
+from hub_cache import build_hub_cache
 from musicgen_core import GenerationParams, MusicGen, load_audio
 from musicgen_core.cli import main as cli
 from musicgen_core.validation import InputError
