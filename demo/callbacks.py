@@ -190,8 +190,12 @@ def replay(history: list[dict], index: int | None):
     if not history or index is None or not 0 <= index < len(history):
         return gr.update(value=None), ""
     entry = history[index]
-    settings = ", ".join(f"{k} {v}" for k, v in zip(FORM, entry["form"]) if k not in ("prompt", "melody"))
-    return entry["audio"], f"{entry['label']}. {settings}."
+    form = dict(zip(FORM, entry["form"]))
+    settings = [f"{k} {form[k]}" for k in FORM if k not in ("prompt", "melody", "mode", "loudness")]
+    if form["melody"] is not None:
+        settings.append(f"melody: {form['mode']}")
+    settings.append(f"loudness {f'{LUFS} LUFS' if form['loudness'] else 'as generated'}")
+    return entry["audio"], f"{entry['label']}. {', '.join(settings)}."
 
 
 def restore(history: list[dict], index: int | None):

@@ -57,7 +57,10 @@ def test_history_replays_and_restores_a_take():
     form = ["jazz", None, 2, "7", 250, 0.0, 1.0, 3.0, cb.FOLLOW, "tiny", 2, True]
     history = [{"label": "take 2/2", "audio": (32000, np.zeros((10, 1), np.int16)), "form": form}]
     audio, info = cb.replay(history, 0)
-    assert audio[0] == 32000 and info.startswith("take 2/2. duration 2, seed 7, top_k 250")
+    assert audio[0] == 32000 and info == ("take 2/2. duration 2, seed 7, top_k 250, top_p 0.0, temperature 1.0, "
+                                          "cfg_coef 3.0, model tiny, takes 2, loudness -14 LUFS.")
+    form[1], form[-1] = "hum.wav", False
+    assert cb.replay(history, 0)[1].endswith("takes 2, melody: follow this melody, loudness as generated.")
     assert cb.restore(history, 0) == tuple(form)
     with pytest.raises(Exception, match="Pick a generation in the history first"):
         cb.restore(history, 3)
