@@ -36,6 +36,9 @@ class CodecConfig:
     istft_dim: int = 256
     istft_layers: int = 8
     istft_n_fft: int = 2560
+    # Level the encoder hears: each input is scaled to this RMS (dBFS) before encoding and decoded audio is divided by
+    # that gain again (EnCodec's 24 kHz model renormalises likewise). None: as given, as MusicGen's 32 kHz codec.
+    input_rms_db: float | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "CodecConfig":

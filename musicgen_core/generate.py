@@ -175,9 +175,9 @@ class MusicGen:
         """Continue the audio `prompt` [B, C, T] or [C, T]; the output starts with the re-decoded prompt. A prompt
         longer than the model's window keeps its last part as the window's context, as long-form windows do."""
         p = self._params(params, settings)
-        prompt_codes = self._encode_prompt(prompt, prompt_sample_rate, p)
+        prompt_codes, gain = self._encode_prompt(prompt, prompt_sample_rate, p)
         descriptions = [None] * prompt_codes.shape[0] if descriptions is None else check_descriptions(descriptions)
-        return self._run(descriptions, None, prompt_codes, progress, return_tokens, seed, p)
+        return self._run(descriptions, None, prompt_codes, progress, return_tokens, seed, p, gain)
 
     def stream(self, descriptions=None, melody_wavs=None, melody_sample_rate: int | None = None,
                prompt: torch.Tensor | None = None, prompt_sample_rate: int | None = None, seed: Seed = None,
@@ -188,14 +188,14 @@ class MusicGen:
         chunk is decoded once the few frames of look-ahead the codec reads are known). `progress`, `params` and
         `settings` as in `generate`."""
         p = self._params(params, settings)
-        prompt_codes = None if prompt is None else self._encode_prompt(prompt, prompt_sample_rate, p)
+        prompt_codes, gain = (None, 1.0) if prompt is None else self._encode_prompt(prompt, prompt_sample_rate, p)
         n = prompt_codes.shape[0] if prompt_codes is not None else 1
         descriptions = [None] * n if descriptions is None else check_descriptions(descriptions)
         melodies = None if melody_wavs is None else self._melodies(melody_wavs, melody_sample_rate,
                                                                   len(descriptions))
         frames = self._frame_stream(descriptions, melodies, prompt_codes, seed, self._callback(progress), p)
         for wav, codes in self._decode_stream(frames, max(1, int(chunk_duration * self.frame_rate))):
-            yield (wav, codes) if return_tokens else wav
+            yield (wav / gain, codes) if return_tokens else wav / gain
 
     # --- internals ------------------------------------------------------------------------------------------
     def _params(self, params: GenerationParams | None, settings: dict) -> GenerationParams:
@@ -210,11 +210,12 @@ class MusicGen:
         """`progress`: a callable(done, total) for this call, or True for the model's (audiocraft's printout)."""
         return progress if callable(progress) else self._progress or (_print_progress if progress else None)
 
-    def _run(self, descriptions, melodies, prompt_codes, progress, return_tokens, seed, p: GenerationParams):
+    def _run(self, descriptions, melodies, prompt_codes, progress, return_tokens, seed, p: GenerationParams,
+             gain: torch.Tensor | float = 1.0):
         frames = self._frame_stream(descriptions, melodies, prompt_codes, seed, self._callback(progress), p)
         codes = torch.cat(list(frames), dim=-1)
         with torch.no_grad():
-            wav = self.compression_model.decode(codes)
+            wav = self.compression_model.decode(codes) / gain
         return (wav, codes) if return_tokens else wav
 
     def _generators(self, seed: Seed, batch: int) -> list[torch.Generator]:
@@ -245,12 +246,13 @@ class MusicGen:
             self._caches[key] = self.lm.new_cache(*key)
         return self._caches[key]
 
-    def _encode_prompt(self, prompt: torch.Tensor, sample_rate: int, p: GenerationParams) -> torch.Tensor:
+    def _encode_prompt(self, prompt: torch.Tensor, sample_rate: int, p: GenerationParams):
+        """(codes [B, K, Tp], the codec's input gain [B, 1, 1]: decoded audio / gain has the prompt's level)."""
         prompt = check_waveform(prompt, sample_rate, "The audio to continue", batched=True)
         check_continuation(prompt.shape[-1] / sample_rate, p.duration, margin=0.0)
         wav = convert_audio(prompt.to(self.device), sample_rate, self.sample_rate, self.audio_channels)
         with torch.no_grad():
-            return self.compression_model.encode(wav)  # [B, K, Tp]
+            return self.compression_model.encode(wav), self.compression_model.input_gain(wav)
 
     def _melodies(self, melody_wavs, sample_rate: int, batch: int) -> list[torch.Tensor | None]:
         if self.chroma is None:

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from musicgen_core.audiocraft_format import audiocraft_codec_state_dict
 from musicgen_core.hf_format import hf_codec_state_dict
-from musicgen_core.codec import Codec, StreamingDecoder
+from musicgen_core.codec import Codec, StereoCodec, StreamingDecoder
+from musicgen_core.codec.encodec import MAX_BOOST_DB
 from musicgen_core.codec.quantizer import ResidualVectorQuantizer, VectorQuantizer
 from musicgen_core.codec.seanet import extra_padding_for_conv1d, pad1d
 from musicgen_core.configs import CodecConfig
@@ -145,18 +146,49 @@ def test_codec_training_forward_backward():
     assert codec.encoder.layers[0].conv.parametrizations.weight.original1.grad is not None
 
 
+@torch.no_grad()
+def _spread_codebooks(codec: Codec) -> Codec:
+    """Codebooks at the scale of the encoder's output (a fresh one's are zeros: every frame would get code 0)."""
+    scale = codec.encoder(torch.randn(1, 1, 6400)).std()
+    for k, layer in enumerate(codec.quantizer.layers):
+        layer.embed.copy_(torch.randn_like(layer.embed) * scale / 2 ** k)
+    return codec
+
+
 def test_training_tokens_stay_fp32_under_autocast():
     """Mixed-precision training must see the tokens inference makes: only the decoder autocasts."""
-    codec = _tiny_codec()
-    with torch.no_grad():
-        scale = codec.encoder(torch.randn(1, 1, 6400)).std()
-        for k, layer in enumerate(codec.quantizer.layers):
-            layer.embed.copy_(torch.randn_like(layer.embed) * scale / 2 ** k)
+    codec = _spread_codebooks(_tiny_codec())
     wav = torch.randn(2, 1, 32000)
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
         out = codec(wav)
     assert torch.equal(out.codes, codec.encode(wav))
     assert out.wav.dtype == torch.bfloat16
+
+
+@torch.no_grad()
+def test_renormalised_codec_codes_every_level_alike_and_gives_the_level_back():
+    """input_rms_db: a quiet copy of a clip gives the same tokens, and its reconstruction that much quieter; boost is
+    capped for near-silence; without it (MusicGen's codec) level changes the tokens."""
+    plain, norm = _spread_codebooks(_tiny_codec()), _spread_codebooks(_tiny_codec(input_rms_db=-20.0))
+    x = torch.randn(2, 1, 6400) * torch.tensor([0.3, 0.1])[:, None, None]  # -10 and -20 dBFS
+    assert torch.equal(plain.input_gain(x), torch.ones(2, 1, 1))
+    assert torch.allclose(20 * torch.log10((x * norm.input_gain(x)).pow(2).mean((1, 2)).sqrt()), torch.tensor(-20.0))
+    quiet = x / 16  # a power of two: exactly the same scaled input, so exactly the same tokens
+    assert torch.equal(norm.encode(quiet), norm.encode(x)) and not torch.equal(plain.encode(quiet), plain.encode(x))
+    assert torch.allclose(norm(quiet).wav * 16, norm(x).wav, atol=1e-6)
+    assert torch.equal(norm(x).codes, norm.encode(x))
+    assert torch.allclose(norm.input_gain(torch.full((1, 1, 640), 1e-9)), torch.tensor(10 ** (MAX_BOOST_DB / 20)))
+    assert torch.equal(norm.input_gain(torch.zeros(1, 1, 640)), torch.full((1, 1, 1), 10 ** (MAX_BOOST_DB / 20)))
+
+
+@torch.no_grad()
+def test_renormalised_stereo_keeps_the_balance_of_its_channels():
+    mono = _spread_codebooks(_tiny_codec(input_rms_db=-20.0))
+    left, right = torch.randn(1, 1, 3200) * 0.1, torch.randn(1, 1, 3200) * 0.01
+    codes = StereoCodec(mono).encode(torch.cat([left, right], dim=1))
+    gain = 10 ** (-20 / 20) / torch.cat([left, right], dim=1).pow(2).mean().sqrt()  # one gain for both channels
+    assert torch.equal(codes[:, 1::2], mono.quantizer.encode(mono.encoder(right * gain)))
+    assert not torch.equal(codes[:, 1::2], mono.encode(right))  # which alone would be lifted to -20 dBFS
 
 
 def _hf_pair(pad_mode: str, causal: bool = False):

@@ -173,12 +173,12 @@ def test_train_codec_command_scales_clips_with_the_batch(tmp_path, monkeypatch):
 
     seen = []
     monkeypatch.setattr(trainer, "train", lambda cfg, *args: seen.append(cfg))
-    main(["train-codec", "--run-dir", str(tmp_path), "--batch-size", "64", "--workers", "7"])
+    main(["train-codec", "--run-dir", str(tmp_path), "--batch-size", "64", "--workers", "7", "--input-rms-db", "-20"])
     main(["train-codec", "--run-dir", str(tmp_path)])
     preset = trainer.PRESETS["cpu-seanet"]
-    assert [(c.batch_size, c.clips_per_batch, c.workers) for c in seen] == [
-        (64, 64 * preset.clips_per_batch // preset.batch_size, 7),
-        (preset.batch_size, preset.clips_per_batch, preset.workers)]
+    assert [(c.batch_size, c.clips_per_batch, c.workers, c.codec) for c in seen] == [
+        (64, 64 * preset.clips_per_batch // preset.batch_size, 7, dataclasses.replace(preset.codec, input_rms_db=-20)),
+        (preset.batch_size, preset.clips_per_batch, preset.workers, preset.codec)]
     with pytest.raises(SystemExit, match="^error: --batch-size must be a multiple of 4 \\(crops per rendered clip\\)$"):
         main(["train-codec", "--run-dir", str(tmp_path), "--batch-size", "50"])
     assert len(seen) == 2

@@ -1,6 +1,7 @@
 """Generation features: sampling rules, continuation, long-form windows, streaming, progress, melody batches."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -109,6 +110,20 @@ def test_continuation_keeps_the_prompt(model):
     assert wav.shape[-1] == 20 * 640
     with pytest.raises(ValueError, match=r"The audio to continue is 0\.09 s long: set the duration to at least 1 s"):
         model.generate_continuation(prompt, 32000, duration=0.05)
+
+
+def test_a_renormalising_codec_continues_a_quiet_prompt_at_its_level(model):
+    """The prompt is coded at the codec's level and the output given the prompt's level back: a 16 times quieter
+    prompt (exactly, a power of two) continues into the same music 16 times quieter, in generate and stream alike."""
+    norm = copy.deepcopy(model.codec)
+    norm.cfg = dataclasses.replace(norm.cfg, input_rms_db=-20.0)
+    m = MusicGen(model.lm, norm, model.text_encoder, model.config)
+    prompt, p = torch.randn(1, 1, 3200) * 0.1, GenerationParams(duration=0.3, use_sampling=False)
+    loud, loud_codes = m.generate_continuation(prompt, 32000, return_tokens=True, params=p)
+    quiet, quiet_codes = m.generate_continuation(prompt / 16, 32000, return_tokens=True, params=p)
+    assert torch.equal(quiet_codes, loud_codes) and torch.allclose(quiet * 16, loud, atol=1e-6)
+    streamed = torch.cat(list(m.stream(prompt=prompt / 16, prompt_sample_rate=32000, params=p)), dim=-1)
+    assert torch.allclose(streamed, quiet, atol=1e-6)
 
 
 def test_continuation_resamples_and_downmixes(model):

@@ -1,7 +1,8 @@
 """The audio tokenizer: EnCodec (Défossez et al. 2022, "High Fidelity Neural Audio Compression").
 
 SEANet encoder -> residual vector quantiser -> SEANet decoder. MusicGen's 32 kHz model: hop 640 (50 frames/s),
-K = 4 codebooks of 2048 entries, no input renormalisation, non-causal convolutions.
+K = 4 codebooks of 2048 entries, no input renormalisation (`CodecConfig.input_rms_db` adds it), non-causal
+convolutions.
 
 State-dict layout (identical to transformers' `EncodecModel` minus `codebook.`):
 `encoder.layers.{N}...`, `decoder.layers.{N}...` (see `seanet.py`), `quantizer.layers.{k}.{embed, embed_avg,
@@ -18,6 +19,18 @@ from ..configs import CodecConfig
 from .istft import ISTFTDecoder
 from .quantizer import ResidualVectorQuantizer
 from .seanet import SEANetDecoder, SEANetEncoder, remove_weight_norm
+
+
+MAX_BOOST_DB = 30.0  # renormalisation lifts a near-silent input by at most this much (not its noise to full level)
+
+
+def level_gain(wav: torch.Tensor, rms_db: float | None) -> torch.Tensor:
+    """Gain [B, 1, 1] that brings each item of wav [B, C, T] to `rms_db` dBFS RMS, with at most MAX_BOOST_DB of boost
+    (ones for None)."""
+    if rms_db is None:
+        return wav.new_ones(wav.shape[0], 1, 1)
+    rms = wav.float().pow(2).mean(dim=(1, 2), keepdim=True).sqrt()  # [B, 1, 1]
+    return (10 ** (rms_db / 20) / rms.clamp_min(1e-12)).clamp(max=10 ** (MAX_BOOST_DB / 20)).to(wav.dtype)
 
 
 class CodecOutput(NamedTuple):
@@ -67,9 +80,16 @@ class Codec(nn.Module):
         if wav.dim() != 3 or wav.shape[1] != self.channels:
             raise ValueError(f"expected wav [B, {self.channels}, T], got {tuple(wav.shape)}")
 
+    def input_gain(self, wav: torch.Tensor) -> torch.Tensor:
+        """[B, 1, 1]: what `encode` multiplies wav [B, C, T] by (ones unless `cfg.input_rms_db` is set); divide the
+        decoded audio by it to give it the input's level back."""
+        return level_gain(wav, self.cfg.input_rms_db)
+
     def encode(self, wav: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
         """wav [B, C, T] at `sample_rate` -> codes [B, K, ceil(T / hop)] (int64); K = n_q or all codebooks."""
         self._check_wav(wav)
+        if self.cfg.input_rms_db is not None:
+            wav = wav * self.input_gain(wav)
         return self.quantizer.encode(self.encoder(wav), n_q)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
@@ -77,11 +97,14 @@ class Codec(nn.Module):
         return self.decoder(self.quantizer.decode(codes))
 
     def forward(self, wav: torch.Tensor, n_q: int | None = None) -> CodecOutput:
-        """Training pass: reconstruct wav [B, C, T] through the quantiser (EMA codebooks update in train mode)."""
+        """Training pass: reconstruct wav [B, C, T] through the quantiser (EMA codebooks update in train mode), at the
+        input's level."""
         self._check_wav(wav)
+        gain = self.input_gain(wav.float())
         with torch.autocast(wav.device.type, enabled=False):  # tokens in fp32, as at inference; decoder may autocast
-            quantized, codes, penalty = self.quantizer(self.encoder(wav.float()), n_q)
-        return CodecOutput(self.decoder(quantized)[..., : wav.shape[-1]], codes, penalty)
+            quantized, codes, penalty = self.quantizer(self.encoder(wav.float() * gain), n_q)
+        y = self.decoder(quantized)[..., : wav.shape[-1]]
+        return CodecOutput(y / gain.to(y.dtype), codes, penalty)
 
     def remove_weight_norm(self) -> "Codec":
         """Fold weight norm into plain conv weights for inference (outputs unchanged). Load weights first."""
@@ -106,10 +129,14 @@ class StereoCodec(nn.Module):
     cardinality = property(lambda self: self.mono.cardinality)
     n_q = property(lambda self: 2 * self.mono.n_q)
 
+    def input_gain(self, wav: torch.Tensor) -> torch.Tensor:
+        return self.mono.input_gain(wav)  # one gain for both channels keeps their balance
+
     def encode(self, wav: torch.Tensor) -> torch.Tensor:
         if wav.dim() != 3 or wav.shape[1] != 2:
             raise ValueError(f"expected wav [B, 2, T], got {tuple(wav.shape)}")
-        codes = self.mono.encode(wav.flatten(0, 1)[:, None])  # [B * 2, K, F], rows L, R, L, R, ...
+        x = (wav * self.input_gain(wav)).flatten(0, 1)[:, None]  # [B * 2, 1, T], rows L, R, L, R, ...
+        codes = self.mono.quantizer.encode(self.mono.encoder(x))  # [B * 2, K, F]
         B, (_, K, F) = wav.shape[0], codes.shape
         return codes.view(B, 2, K, F).transpose(1, 2).reshape(B, 2 * K, F)
 

@@ -44,7 +44,7 @@ def codec_round_trip(codec, wav) -> np.ndarray:
     """`wav` (at the codec's sample rate) encoded to tokens and decoded again, same length: the best any LM on this
     codec can make of that clip."""
     x = torch.as_tensor(np.asarray(wav, dtype=np.float32)).reshape(1, 1, -1).to(next(codec.parameters()).device)
-    return codec.decode(codec.encode(x))[0, 0, :x.shape[-1]].float().cpu().numpy()
+    return (codec.decode(codec.encode(x)) / codec.input_gain(x))[0, 0, :x.shape[-1]].float().cpu().numpy()
 
 
 def estimate_tempo(wav, sample_rate: int) -> float:

@@ -98,7 +98,7 @@ def evaluate(codec: Codec, clips: torch.Tensor, batch: int = 8) -> dict[str, flo
     mel_d, sdr, cos, argmax, level, codes_all = [], [], [], [], [], []
     for x in clips.split(batch):
         codes = codec.encode(x)
-        y = codec.decode(codes)[..., :x.shape[-1]]
+        y = codec.decode(codes)[..., :x.shape[-1]] / codec.input_gain(x)
         mel_d.append(float(mel(y, x)))
         sdr.append(si_sdr(y, x).mean().item())
         cos.append(1 - chroma(y, x).item())
@@ -282,6 +282,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--gain-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="level augmentation: each crop at a random RMS level in [LOW, HIGH] dBFS, some with silence, "
                         "fades or low-level noise (default: as rendered)")
+    p.add_argument("--input-rms-db", type=float, default=None, metavar="DBFS",
+                   help="renormalise each input to this RMS level before encoding, restored after decoding (the "
+                        "codec config's input_rms_db; default: off, as MusicGen's codec)")
     p.add_argument("--val-levels", type=float, nargs="+", default=(), metavar="DBFS",
                    help="also validate at these RMS levels (synthetic and real held-out clips)")
     p.add_argument("--val-every", type=int, default=None, help="steps between validations (default: the preset's)")
@@ -292,7 +295,8 @@ def add_cli(subparsers) -> None:
         batch, crops_per_clip = args.batch_size or preset.batch_size, preset.batch_size // preset.clips_per_batch
         if batch % crops_per_clip:  # else the batches would silently hold fewer crops than asked
             raise ValueError(f"--batch-size must be a multiple of {crops_per_clip} (crops per rendered clip)")
-        cfg = dataclasses.replace(preset, freeze_tokens=args.freeze_tokens, lr=args.lr or preset.lr, batch_size=batch,
+        cfg = dataclasses.replace(preset, codec=dataclasses.replace(preset.codec, input_rms_db=args.input_rms_db),
+                                  freeze_tokens=args.freeze_tokens, lr=args.lr or preset.lr, batch_size=batch,
                                   clips_per_batch=batch // crops_per_clip,
                                   workers=preset.workers if args.workers is None else args.workers,
                                   w_chroma=preset.w_chroma if args.chroma_weight is None else args.chroma_weight,
@@ -303,7 +307,7 @@ def add_cli(subparsers) -> None:
         train(cfg, Path(args.run_dir), args.minutes, args.steps, args.device, Path(args.warm_start))
         if args.export:
             state = torch.load(Path(args.run_dir) / "latest.pt", map_location="cpu", weights_only=True)
-            codec = Codec(PRESETS[args.preset].codec)
+            codec = Codec(cfg.codec)
             codec.load_state_dict(state["codec"])
             print(f"wrote {export_codec(codec, Path(args.export))}")
 

@@ -40,7 +40,8 @@ def plot_reconstructions(codec: Codec, clips: torch.Tensor, seeds: range, folder
     folder.mkdir(parents=True, exist_ok=True)
     sr, paths = codec.sample_rate, []
     with torch.no_grad():
-        recon = torch.cat([codec.decode(codec.encode(x))[..., :x.shape[-1]] for x in clips.split(8)])
+        recon = torch.cat([codec.decode(codec.encode(x))[..., :x.shape[-1]] / codec.input_gain(x)
+                           for x in clips.split(8)])
     for seed, x, y in zip(seeds, clips[:, 0].numpy(), recon[:, 0].numpy()):
         mels = [librosa.power_to_db(librosa.feature.melspectrogram(y=w, sr=sr, n_fft=2048, hop_length=320, n_mels=128,
                                                                    fmax=sr / 2), ref=1.0) for w in (x, y)]
