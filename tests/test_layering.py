@@ -21,9 +21,6 @@ INFERENCE = ("musicgen_core.generate", "musicgen_core.sampling", "musicgen_core.
 # (`musicgen generate` never loads the trainers; the benchmark loads its peer only when asked).
 LAZY_OK = {"gradio", "tinysoundfont", "pretty_midi", "music21", "sklearn", "playwright", "selenium"}
 LAZY_OK_MODULES = {"musicgen_core.cli", "musicgen_core.bench"}
-# Modules whose function-level imports are still to be moved to the top; the list only shrinks.
-LAZY_PENDING = {"musicgen_core.train.real", "musicgen_core.train.codec_data", "musicgen_core.train.codec_eval",
-                "musicgen_core.train.render", "musicgen_core.eval"}
 
 
 def module_name(path: Path) -> str:
@@ -115,6 +112,6 @@ def test_the_lm_never_imports_the_codec(name):
 def test_imports_sit_at_module_top():
     """Inside a function only an optional dependency (kept optional) or a command's own imports."""
     lazy = [f"{name}:{line} {target}" for name, path in MODULES.items() if name.startswith(LIBRARY)
-            and name not in LAZY_OK_MODULES and not under(name, LAZY_PENDING) for target, line, top in imports(name, path)
+            and name not in LAZY_OK_MODULES for target, line, top in imports(name, path)
             if not top and not under(target, LAZY_OK)]
     assert lazy == []

@@ -16,7 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import librosa
 import numpy as np
+
+from ..generate import MusicGen
+from ..train.data import VALID_SEEDS, make_example
+from ..train.real import RealCorpus
+from .metrics import codec_round_trip
 
 # General-MIDI program families (program // 8), grouped into families a listener can tell apart.
 FAMILIES = ("keys", "keys", "organ", "guitar", "bass", "strings", "strings", "brass", "reed", "pipe", "synth", "synth",
@@ -32,8 +38,6 @@ def lead_family(program: int) -> str:
 def clip_features(wav: np.ndarray, sample_rate: int = 32000) -> np.ndarray:
     """[144] features: log-mel (64 bands) mean and std over time, mean chroma (12), onset-strength mean/std/max and
     its autocorrelation peak lag statistics (4)."""
-    import librosa
-
     wav = np.asarray(wav, dtype=np.float32)
     mel = librosa.power_to_db(librosa.feature.melspectrogram(y=wav, sr=sample_rate, n_fft=2048, hop_length=512,
                                                              n_mels=64), ref=1.0)
@@ -89,9 +93,6 @@ def load_probes(path: Path) -> dict[str, Probe]:
 def corpus_features(seeds, duration: float, codec=None) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """Features of the corpus clips of `seeds` [n, 144], of their reconstructions by `codec` ([n, 144]; [0, 144]
     without one), style labels and lead-family labels."""
-    from ..train.data import make_example
-    from .metrics import codec_round_trip
-
     feats, coded, styles, families = [], [], [], []
     for seed in seeds:
         ex = make_example(int(seed), duration)
@@ -107,9 +108,6 @@ def real_features(folder: str | Path, n_per_package: int, duration: float, seed:
                   min_dbfs: float = -45.0) -> tuple[np.ndarray, list[str]]:
     """Features of `n_per_package` random crops of each package of a real corpus's training split (with a codec: of
     their reconstructions too, after them) and their labels "real:<package>"."""
-    from ..train.real import RealCorpus
-    from .metrics import codec_round_trip
-
     corpus, rng = RealCorpus(folder, "train"), np.random.default_rng(seed)
     length, feats, coded, labels = int(duration * 32000), [], [], []
     for package in sorted({t["package"] for t in corpus.tracks}):
@@ -130,8 +128,6 @@ def train_probes(n_train: int, n_valid: int, duration: float, out: Path, codec=N
     corpus, the style probe also learns each training package as a class "real:<package>" (`n_real` crops each),
     so generated audio can be placed nearest a group of real tracks; its accuracy on other crops of those packages
     is `real_package_accuracy` (the same tracks: an upper bound)."""
-    from ..train.data import VALID_SEEDS
-
     x, xc, styles, families = corpus_features(range(VALID_SEEDS, VALID_SEEDS + n_train), duration, codec)
     if len(xc):  # every clip twice: as rendered and as the codec reconstructs it
         x, styles, families = np.concatenate([x, xc]), styles * 2, families * 2
@@ -172,6 +168,4 @@ def add_cli(subparsers) -> None:
 def _codec(name: str):
     if name == "none":
         return None
-    from ..generate import MusicGen
-
     return MusicGen.from_pretrained(name).compression_model

@@ -11,12 +11,15 @@
 """
 from __future__ import annotations
 
+import librosa
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import linalg
 
 from ..audio import convert_audio, rms_db
 from ..conditioning.chroma import ChromaExtractor
+from ..train import losses
 
 PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
 # Krumhansl & Kessler (1982) probe-tone profiles, tonic first.
@@ -48,8 +51,6 @@ def codec_round_trip(codec, wav) -> np.ndarray:
 
 
 def estimate_tempo(wav, sample_rate: int) -> float:
-    import librosa
-
     tempo, _ = librosa.beat.beat_track(y=np.asarray(wav, dtype=np.float32), sr=sample_rate)
     return float(np.atleast_1d(tempo)[0])
 
@@ -62,8 +63,6 @@ def tempo_matches(estimated: float, asked: float, tolerance: float = 0.08, metri
 
 def estimate_key(wav, sample_rate: int) -> tuple[int, str]:
     """(tonic pitch class, "major" | "minor") maximising the correlation with the rotated key profiles."""
-    import librosa
-
     chroma = librosa.feature.chroma_cqt(y=np.asarray(wav, dtype=np.float32), sr=sample_rate).mean(axis=1)
     best = max(((np.corrcoef(chroma, np.roll(profile, tonic))[0, 1], tonic, mode)
                 for mode, profile in (("major", _MAJOR), ("minor", _MINOR)) for tonic in range(12)))
@@ -72,26 +71,20 @@ def estimate_key(wav, sample_rate: int) -> tuple[int, str]:
 
 def mel_distance(reconstruction, reference, sample_rate: int = 32000) -> float:
     """Multi-resolution log-mel L1 distance (the codec trainer's reconstruction loss)."""
-    from ..train.losses import MultiResolutionMelLoss
-
     x, y = (torch.as_tensor(np.asarray(w, dtype=np.float32))[None, None] for w in (reconstruction, reference))
     n = min(x.shape[-1], y.shape[-1])
-    return MultiResolutionMelLoss(sample_rate)(x[..., :n], y[..., :n]).item()
+    return losses.MultiResolutionMelLoss(sample_rate)(x[..., :n], y[..., :n]).item()
 
 
 def si_sdr(estimate, reference) -> float:
-    from ..train.losses import si_sdr as _si_sdr
-
     x, y = (torch.as_tensor(np.asarray(w, dtype=np.float32)) for w in (estimate, reference))
     n = min(len(x), len(y))
-    return _si_sdr(x[:n], y[:n]).item()
+    return losses.si_sdr(x[:n], y[:n]).item()
 
 
 def collapse_report(wav, sample_rate: int, silence_db: float = -40.0, repeat_threshold: float = 0.98) -> dict:
     """Seconds whose RMS is below `silence_db` dBFS, and the fraction of 1-second windows whose chroma repeats the
     previous window's almost exactly (a stuck loop)."""
-    import librosa
-
     wav = np.asarray(wav, dtype=np.float32)
     seconds = wav[: len(wav) // sample_rate * sample_rate].reshape(-1, sample_rate)
     level = rms_db(seconds)  # [seconds] dBFS
@@ -105,8 +98,6 @@ def collapse_report(wav, sample_rate: int, silence_db: float = -40.0, repeat_thr
 
 def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
     """||mu_x - mu_y||^2 + Tr(S_x + S_y - 2 (S_x S_y)^1/2) for embeddings x [N, D], y [M, D] (FAD's formula)."""
-    from scipy import linalg
-
     mu_x, mu_y = x.mean(0), y.mean(0)
     s_x, s_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
     covmean = linalg.sqrtm(s_x @ s_y).real

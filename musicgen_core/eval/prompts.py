@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .classifier import clip_features
+
 PLAIN_PROMPTS = Path(__file__).resolve().parent / "plain_prompts.tsv"
 
 
@@ -19,8 +21,6 @@ def landing(model, probes, seed: int, params, batch: int = 8) -> dict:
     """Generate each plain prompt once (batch b with seed + b) and place the audio with the style probe: a prompt
     lands when the probe's label is one of its targets ("style:<name>" is the probe's "<name>"). Real-group targets
     need probes fitted with real packages (`train-probes --real`); without them those prompts cannot land."""
-    from .classifier import clip_features
-
     rows, prompts = [], load_plain_prompts()
     for b, start in enumerate(range(0, len(prompts), batch)):
         chunk = prompts[start:start + batch]

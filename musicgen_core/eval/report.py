@@ -24,10 +24,15 @@ import json
 import time
 from pathlib import Path
 
+import librosa
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
+from ..generate import GenerationParams, MusicGen
 from ..quantize import PRECISIONS
+from ..train.data import make_example
+from ..train.render import finish
 from . import metrics
 from .classifier import clip_features, lead_family, load_probes
 from .prompts import landing
@@ -42,8 +47,6 @@ SPECTROGRAMS = 4  # clips per kind drawn in the report
 
 def eval_items(n: int, duration: float, tunes_only: bool = False) -> list:
     """The first n held-out corpus examples from EVAL_SEED (with tunes_only: those whose melody is a real tune)."""
-    from ..train.data import make_example
-
     items, seed = [], EVAL_SEED
     while len(items) < n:
         ex = make_example(seed, duration)
@@ -63,8 +66,6 @@ SOUNDS_AT = {"hum": -12}  # the eval hum sounds an octave below the notes it is 
 def melody_query(example, voice: str, duration: float, register: str = "high") -> np.ndarray:
     """The example's melody as a user would record it (see voices.py) in `register` (moved by whole octaves, so the
     pitch classes stay), at -20 dBFS."""
-    from ..train.render import finish
-
     notes = example.metadata["melody"]
     target = REGISTER_MEDIAN[register] + (12 if voice == "whistle" else 0) - SOUNDS_AT.get(voice, 0)
     shift = 12 * round((target - float(np.median([p for p, _, _ in notes]))) / 12)
@@ -172,8 +173,6 @@ def reference_figures(items, n_floor_seed: int = EVAL_SEED + 500_000) -> dict:
     """What the probes and metrics say about the real clips the prompts describe: the ceiling of each adherence
     figure, and the Fréchet distance between two disjoint real sets of the same size (the floor for this n). Also
     carries the probes, loaded once for every model evaluated against it."""
-    from ..train.data import make_example
-
     probes = load_probes(PROBES)
     rows = score_clips([ex.audio for ex in items], items, probes, 32000)
     feats = np.stack([r.pop("features") for r in rows])
@@ -194,18 +193,13 @@ def _frechet(x: np.ndarray, y: np.ndarray, probes) -> float:
 def plot_model(result: dict, folder: Path, name: str) -> list[str]:
     """Style confusion matrix, tempo scatter, log-mel spectrograms of the first clips (text only; with melodies also
     the queries and the clips made with them) and a chroma-similarity histogram; returns file names."""
-    import librosa
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows, files = result["clips"], []
     styles = sorted({r["style"] for r in rows} | {r["style_pred"] for r in rows})
     conf = np.zeros((len(styles), len(styles)))
     for r in rows:
         conf[styles.index(r["style"]), styles.index(r["style_pred"])] += 1
-    fig, ax = plt.subplots(figsize=(7, 6), layout="constrained")
+    fig = Figure(figsize=(7, 6), layout="constrained")
+    ax = fig.subplots()
     ax.imshow(conf, cmap="Blues")
     ax.set(xticks=range(len(styles)), yticks=range(len(styles)), xlabel="recognised style", ylabel="asked style",
            title=f"{name}: style asked vs recognised")
@@ -213,7 +207,8 @@ def plot_model(result: dict, folder: Path, name: str) -> list[str]:
     ax.set_yticklabels(styles)
     files.append(_save(fig, folder / f"{name}_style_confusion.png"))
 
-    fig, ax = plt.subplots(figsize=(5, 5), layout="constrained")
+    fig = Figure(figsize=(5, 5), layout="constrained")
+    ax = fig.subplots()
     asked = [r for r in rows if r["asks_bpm"]]
     ax.scatter([r["bpm"] for r in asked], [r["bpm_est"] for r in asked], s=12)
     lim = [40, 220]
@@ -224,8 +219,8 @@ def plot_model(result: dict, folder: Path, name: str) -> list[str]:
     files.append(_save(fig, folder / f"{name}_tempo.png"))
 
     kinds = result.pop("examples")
-    fig, axes = plt.subplots(len(kinds), SPECTROGRAMS, figsize=(3 * SPECTROGRAMS, 2.4 * len(kinds)), squeeze=False,
-                             layout="constrained")
+    fig = Figure(figsize=(3 * SPECTROGRAMS, 2.4 * len(kinds)), layout="constrained")
+    axes = fig.subplots(len(kinds), SPECTROGRAMS, squeeze=False)
     for row, (kind, clips) in zip(axes, kinds.items()):
         for ax, wav, r in zip(row, clips, rows):
             mel = librosa.power_to_db(librosa.feature.melspectrogram(y=wav, sr=32000, n_mels=80, hop_length=320))
@@ -235,7 +230,8 @@ def plot_model(result: dict, folder: Path, name: str) -> list[str]:
     files.append(_save(fig, folder / f"{name}_spectrograms.png"))
 
     if "chroma_with_melody" in result["summary"]:
-        fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+        fig = Figure(figsize=(6, 4), layout="constrained")
+        ax = fig.subplots()
         bins = np.linspace(0, 1, 21)
         ax.hist([r["chroma_without_melody"] for r in rows], bins, alpha=0.6, label="text only")
         ax.hist([r["chroma_with_melody"] for r in rows], bins, alpha=0.6, label="text + melody")
@@ -245,11 +241,8 @@ def plot_model(result: dict, folder: Path, name: str) -> list[str]:
     return files
 
 
-def _save(fig, path: Path) -> str:
-    import matplotlib.pyplot as plt
-
+def _save(fig: Figure, path: Path) -> str:
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path.name
 
 
@@ -301,8 +294,6 @@ def run_eval(models: list[str], n: int, duration: float, melody: bool, out: Path
              plain: bool = False) -> str:
     """Evaluate every model at every precision and CFG coefficient (none given: the generation default, unnamed) on
     the same items and seeds; write the report to `out`."""
-    from ..generate import GenerationParams, MusicGen
-
     items = eval_items(n, duration, tunes_only=melody)
     reference = reference_figures(items)
     results = {}

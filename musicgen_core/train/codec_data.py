@@ -9,6 +9,8 @@ import numpy as np
 import torch
 
 from ..audio import rms_db
+from .data import VALID_SEEDS, make_example
+from .real import RealCorpus
 
 
 def set_level(x: np.ndarray, dbfs, max_boost_db: float = 40.0) -> np.ndarray:
@@ -57,9 +59,6 @@ class TrainBatches(torch.utils.data.IterableDataset):
         self.cfg, self.start_step, self.rank, self.world = cfg, start_step, rank, world
 
     def __iter__(self):
-        from .data import VALID_SEEDS, make_example
-        from .real import RealCorpus
-
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         cfg, sr = self.cfg, self.cfg.codec.sample_rate
@@ -87,8 +86,6 @@ class TrainBatches(torch.utils.data.IterableDataset):
 
 def held_out_clips(seeds: range, duration: float) -> torch.Tensor:
     """Synthetic validation clips [N, 1, T] (validation seeds never appear in training)."""
-    from .data import VALID_SEEDS, make_example
-
     if not 0 <= seeds.start <= seeds.stop <= VALID_SEEDS:
         raise ValueError(f"validation seeds are 0..{VALID_SEEDS - 1}")
     clips = [make_example(i, duration=duration).audio for i in seeds]
@@ -97,8 +94,6 @@ def held_out_clips(seeds: range, duration: float) -> torch.Tensor:
 
 def held_out_real(folder, n: int, duration: float, sample_rate: int = 32000) -> torch.Tensor:
     """Real validation clips [N, 1, T] from the held-out packages of the cache, at their recorded level."""
-    from .real import RealCorpus
-
     return torch.from_numpy(RealCorpus(folder, "valid").clips(n, int(duration * sample_rate)))[:, None].float()
 
 

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
+import librosa
+import librosa.display
 import torch
+from matplotlib.figure import Figure
 
 from ..codec import Codec
 
@@ -12,8 +16,6 @@ from ..codec import Codec
 @torch.no_grad()
 def codec_speed(codec: Codec, clip: torch.Tensor, repeats: int = 3) -> dict[str, float]:
     """Audio seconds per wall second (best of `repeats`) to encode, decode and round-trip clip [1, C, T]."""
-    import time
-
     seconds = clip.shape[-1] / codec.sample_rate
     codec.decode(codec.encode(clip))  # warm-up (oneDNN picks its kernels on the first call)
     best = {"encode": math.inf, "decode": math.inf}
@@ -30,13 +32,6 @@ def codec_speed(codec: Codec, clip: torch.Tensor, repeats: int = 3) -> dict[str,
 
 def plot_reconstructions(codec: Codec, clips: torch.Tensor, seeds: range, folder: Path) -> list[Path]:
     """One PNG per clip: log-mel spectrograms of the input above its reconstruction, on one colour scale."""
-    import librosa
-    import librosa.display
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     folder.mkdir(parents=True, exist_ok=True)
     sr, paths = codec.sample_rate, []
     with torch.no_grad():
@@ -46,7 +41,8 @@ def plot_reconstructions(codec: Codec, clips: torch.Tensor, seeds: range, folder
         mels = [librosa.power_to_db(librosa.feature.melspectrogram(y=w, sr=sr, n_fft=2048, hop_length=320, n_mels=128,
                                                                    fmax=sr / 2), ref=1.0) for w in (x, y)]
         top = mels[0].max()
-        fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+        fig = Figure(figsize=(10, 6))
+        axes = fig.subplots(2, 1, sharex=True)
         for ax, mel, title in zip(axes, mels, ("input", "reconstruction")):
             librosa.display.specshow(mel, sr=sr, hop_length=320, x_axis="time", y_axis="mel", fmax=sr / 2, ax=ax,
                                      vmin=top - 80, vmax=top)
@@ -54,5 +50,4 @@ def plot_reconstructions(codec: Codec, clips: torch.Tensor, seeds: range, folder
         fig.tight_layout()
         paths.append(folder / f"clip_{seed}.png")
         fig.savefig(paths[-1], dpi=100)
-        plt.close(fig)
     return paths

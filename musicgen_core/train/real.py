@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+import soxr
 
 from ..audio import rms_db
 
@@ -126,9 +128,6 @@ def music_files(tree: Path) -> list[Track]:
 
 def decode(track: Track, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """An audio file as int16 mono [T] at `sample_rate` (channels averaged, soxr resampling)."""
-    import soundfile as sf
-    import soxr
-
     if track.member:
         with zipfile.ZipFile(track.path) as z:
             source = io.BytesIO(z.read(track.member))

@@ -12,7 +12,9 @@ import math
 import os
 from pathlib import Path
 
+import librosa
 import numpy as np
+from scipy.signal import fftconvolve, lfilter
 
 from ..audio import rms_db
 from .compose import Piece, Track
@@ -89,8 +91,6 @@ def calibration(soundfont: str, program: int, is_drum: bool = False) -> tuple[fl
         probe = _probe(soundfont, program, is_drum, (36, 38) if is_drum else (69,), SAMPLE_RATE // 2)
         level, tuning = float(rms_db(probe)), 0.0
         if not is_drum and level > -60:
-            import librosa
-
             # A2-A6, two octaves either side of the probe: octave errors do not matter, and the narrow range
             # makes pYIN three times faster
             f0, voiced, _ = librosa.pyin(probe, fmin=110, fmax=1760, sr=SAMPLE_RATE, frame_length=2048)
@@ -171,8 +171,6 @@ def _rms(x: np.ndarray) -> float:
 
 
 def _one_pole_lowpass(x: np.ndarray, cutoff: float) -> np.ndarray:
-    from scipy.signal import lfilter
-
     a = 1.0 - math.exp(-2 * math.pi * cutoff / SAMPLE_RATE)
     return lfilter([a], [1.0, a - 1.0], x).astype(np.float32)
 
@@ -194,13 +192,7 @@ def _reverb(x: np.ndarray, rng: np.random.Generator, wet: float) -> np.ndarray:
     ir = np.concatenate([np.zeros(int(rng.uniform(0.005, 0.03) * SAMPLE_RATE), np.float32),
                          _one_pole_lowpass(noise, rng.uniform(3000, 9000)) * np.exp(-6.9 * t / rt60)])
     ir /= np.sqrt(np.sum(ir ** 2))
-    try:
-        from scipy.signal import fftconvolve
-
-        tail = fftconvolve(x, ir)[: len(x)]
-    except ImportError:
-        size = 1 << (len(x) + len(ir)).bit_length()
-        tail = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(ir, size), size)[: len(x)]
+    tail = fftconvolve(x, ir)[: len(x)]
     return (x * (1 - wet) + tail.astype(np.float32) * wet).astype(np.float32)
 
 
