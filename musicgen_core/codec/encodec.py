@@ -86,7 +86,8 @@ class Codec(nn.Module):
         return level_gain(wav, self.cfg.input_rms_db)
 
     def encode(self, wav: torch.Tensor, n_q: int | None = None) -> torch.Tensor:
-        """wav [B, C, T] at `sample_rate` -> codes [B, K, ceil(T / hop)] (int64); K = n_q or all codebooks."""
+        """wav [B, C, T] at `sample_rate` -> codes [B, K, ceil(T / hop)] (int64); K = n_q or all codebooks. Coded
+        at `cfg.input_rms_db` when that is set (see `input_gain`)."""
         self._check_wav(wav)
         if self.cfg.input_rms_db is not None:
             wav = wav * self.input_gain(wav)
