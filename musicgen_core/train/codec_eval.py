@@ -11,6 +11,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..codec import Codec
+from ..eval.metrics import codec_round_trip
 
 
 @torch.no_grad()
@@ -34,10 +35,8 @@ def plot_reconstructions(codec: Codec, clips: torch.Tensor, seeds: range, folder
     """One PNG per clip: log-mel spectrograms of the input above its reconstruction, on one colour scale."""
     folder.mkdir(parents=True, exist_ok=True)
     sr, paths = codec.sample_rate, []
-    with torch.no_grad():
-        recon = torch.cat([codec.decode(codec.encode(x))[..., :x.shape[-1]] / codec.input_gain(x)
-                           for x in clips.split(8)])
-    for seed, x, y in zip(seeds, clips[:, 0].numpy(), recon[:, 0].numpy()):
+    for seed, x in zip(seeds, clips[:, 0].numpy()):
+        y = codec_round_trip(codec, x)
         mels = [librosa.power_to_db(librosa.feature.melspectrogram(y=w, sr=sr, n_fft=2048, hop_length=320, n_mels=128,
                                                                    fmax=sr / 2), ref=1.0) for w in (x, y)]
         top = mels[0].max()
