@@ -103,9 +103,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from .eval import classifier, report
     from .train import codec as train_codec, data as train_data, lm as train_lm, real as train_real, \
-        tokens as train_tokens
+        remap as train_remap, tokens as train_tokens
 
-    for module in (train_data, train_real, train_codec, train_tokens, train_lm, classifier, report):
+    for module in (train_data, train_real, train_codec, train_tokens, train_remap, train_lm, classifier, report):
         module.add_cli(sub)
 
     args = parser.parse_args(argv)

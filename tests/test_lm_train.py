@@ -12,6 +12,7 @@ from musicgen_core.codec import Codec
 from musicgen_core.configs import CodecConfig, LMConfig
 from musicgen_core.train import lm as trainer
 from musicgen_core.train.codec import export_codec
+from musicgen_core.train.remap import remap_model
 from musicgen_core.train.tokens import load_codec, load_shards, write_shards
 
 TINY_LM = LMConfig(dim=32, num_heads=2, num_layers=1, ffn_dim=64, card=64, cond_dim=384, cross_attention=False,
@@ -99,6 +100,16 @@ def test_run_learns_resumes_samples_and_ships(shards, tmp_path):
     bpm = model._context(["folk at 96 BPM", "folk"], None, None, cfg=True).bpm  # [2B]
     assert bpm[0] == 96 and bpm[1:].isnan().all()  # "folk" and the null half state no tempo
     assert model.generate(["folk at 96 BPM"], seed=0).shape == (1, 1, 25 * 640)
+
+    # remap-lm onto the tokens of the codec the LM was trained on changes nothing; train-lm --init starts from it
+    remapped = remap_model(folder, shards / "train", n=4)["ema"]
+    shipped_lm = model.lm.state_dict()
+    assert set(remapped) == set(shipped_lm) and all(torch.equal(v, shipped_lm[k]) for k, v in remapped.items())
+    torch.save({"ema": remapped}, tmp_path / "remapped.pt")
+    trainer.train(CFG, shards / "train", shards / "valid", tmp_path / "tuned", max_steps=1,
+                  init=tmp_path / "remapped.pt")
+    tuned = torch.load(tmp_path / "tuned" / "latest.pt", weights_only=True)["lm"]
+    assert max((tuned[k] - v).abs().max() for k, v in shipped_lm.items()) < 1.5 * trainer.lr_at(0, CFG)
 
     # a new decoder for the same tokens ships beside the shipped LM (export-default --lm <model folder>)
     from musicgen_core.train.codec import warm_start_state
